@@ -1,0 +1,95 @@
+"""Config validation: JSON schema with defaults, then checks the schema cannot express.
+
+``validate_config`` is called by the Snakefile before any job runs. Errors name the offending
+key (``endpoints.train.epochs``) and, where there is a fixed set, the allowed values.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from . import data, models
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+def load_schema(schema_dir: Path = SCHEMA_DIR) -> dict:
+    """The main schema plus every ``sections/*.schema.yaml`` (one top-level property each)."""
+    schema = yaml.safe_load((schema_dir / "config.schema.yaml").read_text())
+    for part in sorted((schema_dir / "sections").glob("*.schema.yaml")):
+        sec = yaml.safe_load(part.read_text())
+        schema["properties"].update(sec.get("properties", {}))
+        schema.setdefault("definitions", {}).update(sec.get("definitions", {}))
+    return schema
+
+
+def _with_defaults(cls):
+    validate_props = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+                elif "$ref" in sub and prop not in instance and "default" in sub:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft7Validator)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _message(err: jsonschema.ValidationError) -> str:
+    key = _key(err.absolute_path)
+    v = err.validator
+    if v == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
+        where = (key + ".") if err.absolute_path else ""
+        return f"unknown key {', '.join(where + e for e in extra)!s}; allowed keys here: {', '.join(allowed)}"
+    if v == "enum":
+        return f"{key} = {err.instance!r} is not allowed; allowed values: {', '.join(map(str, err.validator_value))}"
+    if v == "type":
+        return f"{key} = {err.instance!r} has the wrong type; expected {err.validator_value}"
+    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        word = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[v]
+        return f"{key} = {err.instance!r} is out of range; it must be {word} {err.validator_value}"
+    return f"{key}: {err.message}"
+
+
+def validate_config(config: dict, schema_dir: Path = SCHEMA_DIR) -> dict:
+    """Validate ``config`` in place (filling defaults) and return it; raise ConfigError."""
+    schema = load_schema(schema_dir)
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n  ".join(_message(e) for e in errors)
+        raise ConfigError(f"invalid configuration:\n  {lines}")
+    # Defaults inside $ref'd definitions are filled by a second pass over the filled config.
+    _Validator(schema).validate(config)
+    _semantic_checks(config)
+    return config
+
+
+def _semantic_checks(config: dict) -> None:
+    try:
+        models.check_spec(config["model"])
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    d = config["dataset"]
+    try:
+        data.check_available(d["name"], d["data_dir"], d["download"])
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"invalid configuration: dataset.name: {exc}") from None

@@ -1,0 +1,37 @@
+"""Device choice and per-job runtime setup (threads, logging, progress)."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import torch
+
+
+def get_device(preference: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU. Never hard-codes CUDA."""
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if preference.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"compute.device is {preference!r} but no CUDA device is available")
+    return torch.device(preference)
+
+
+def setup_job(log_path: str | None, threads: int = 1, level=logging.INFO) -> logging.Logger:
+    """Send log lines and warnings of a job to its log file and pin the thread count.
+
+    Progress bars (tqdm) write to ``sys.stderr``, which is redirected to the same file.
+    """
+    torch.set_num_threads(max(1, int(threads)))
+    logger = logging.getLogger("losslab")
+    logger.handlers.clear()
+    logger.setLevel(level)
+    if log_path:
+        stream = open(log_path, "a", buffering=1)
+        sys.stderr = stream
+    else:
+        stream = sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logging.captureWarnings(True)
+    return logger
