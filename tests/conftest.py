@@ -17,9 +17,9 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = TINY, check: 
               timeout: int = 900) -> subprocess.CompletedProcess:
     """Run the real workflow of this checkout in ``workdir`` (results land there)."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2"]
-    if configfile is not None:
-        cmd += ["--configfile", str(configfile)]
     cmd += list(args)
+    if configfile is not None:  # last: --configfile takes several values and would eat targets
+        cmd += ["--configfile", str(configfile)]
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and proc.returncode != 0:

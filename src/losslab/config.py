@@ -80,7 +80,21 @@ def validate_config(config: dict, schema_dir: Path = SCHEMA_DIR) -> dict:
     # Defaults inside $ref'd definitions are filled by a second pass over the filled config.
     _Validator(schema).validate(config)
     _semantic_checks(config)
+    # Snakemake compares rule params by their text: sort keys so that the order of keys in the
+    # YAML files (or of merged --configfile layers) never triggers a rerun.
+    ordered = canonical(config)
+    config.clear()
+    config.update(ordered)
     return config
+
+
+def canonical(obj):
+    """A copy of ``obj`` with every dict's keys sorted, recursively."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list):
+        return [canonical(v) for v in obj]
+    return obj
 
 
 def _semantic_checks(config: dict) -> None:

@@ -7,6 +7,7 @@ Every reader turns a truncated or corrupted file into an :class:`ArtifactError` 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -58,8 +59,10 @@ def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
 
 def save_tensors(obj: dict, path: str | os.PathLike) -> None:
     """``torch.save`` of a dict of tensors and plain values, atomically."""
+    buf = io.BytesIO()  # in memory: the archive name inside the zip does not depend on the file name
+    torch.save(obj, buf)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buf.getvalue())
 
 
 def load_tensors(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -2,6 +2,8 @@
 import copy
 import json
 
+from losslab.config import canonical
+
 RES = config["results_dir"]
 ALL_TARGETS = []  # each stage appends what `snakemake` (rule all) should build
 
@@ -73,7 +75,7 @@ def endpoint_params(wildcards):
         if k in over:
             model[k] = over[k]
     train = {**exp["train"], **{k: v for k, v in over.items() if k not in ("width", "dropout")}}
-    return {"dataset": exp["dataset"], "model": model, "train": train, "evaluation": config["evaluation"]}
+    return canonical({"dataset": exp["dataset"], "model": model, "train": train, "evaluation": config["evaluation"]})
 
 
 def endpoint_path(setting, seed, name="model.pt", dataset=None, model=None):

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from losslab import data
+
+
+def test_digits_split_is_fixed_and_shaped():
+    a = data.load_dataset("digits", split_seed=0)
+    b = data.load_dataset("digits", split_seed=0)
+    c = data.load_dataset("digits", split_seed=1)
+    assert a.train_x.shape[1:] == (1, 8, 8) and a.in_shape == (1, 8, 8)
+    assert a.train_x.shape[0] + a.test_x.shape[0] == 1797
+    assert a.test_x.shape[0] == round(1797 * 0.25)
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
+    assert not torch.equal(a.test_y, c.test_y)
+    assert a.num_outputs == 10 and a.task == "classification"
+    assert abs(a.train_x.mean().item()) < 1e-4  # standardised on the training split
+
+
+def test_regression1d_has_gap_and_dense_test_grid():
+    ds = data.load_dataset("regression1d")
+    x = ds.train_x[:, 0]
+    assert ds.task == "regression" and ds.num_outputs == 1
+    assert not ((x > -1.0) & (x < 1.0)).any()  # the gap where functions may differ
+    assert ds.test_x.shape == (200, 1)
+
+
+def test_unknown_dataset_lists_known_names():
+    with pytest.raises(ValueError, match="known datasets: digits"):
+        data.load_dataset("imagenet")
+
+
+def test_missing_torchvision_data_names_folder_and_option(tmp_path):
+    with pytest.raises(data.DataMissingError) as err:
+        data.load_dataset("cifar10", data_dir=tmp_path, download=False)
+    msg = str(err.value)
+    assert str(tmp_path) in msg and "dataset.download: true" in msg
+
+
+def test_eval_subsets_are_seeded_and_sized():
+    ds = data.load_dataset("digits")
+    e1 = data.eval_data(ds, 100, 50, 32, seed=3)
+    e2 = data.eval_data(ds, 100, 50, 32, seed=3)
+    assert e1.train_x.shape[0] == 100 and e1.test_x.shape[0] == 50 and e1.bn_x.shape[0] == 32
+    assert torch.equal(e1.train_x, e2.train_x)
+    full = data.eval_data(ds, 10**6, 10**6, 10, seed=0)
+    assert full.test_x.shape[0] == ds.test_x.shape[0]
+
+
+def test_crop_flip_augmentation_keeps_shape_and_changes_pixels():
+    x = torch.randn(8, 3, 32, 32)
+    g = torch.Generator().manual_seed(0)
+    y = data.augment_batch(x, "crop_flip", g)
+    assert y.shape == x.shape and not torch.equal(x, y)
+    assert torch.equal(data.augment_batch(x, "none", g), x)

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from losslab.models import MODELS, build_model, model_options
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
+def test_every_model_runs_on_every_input_size(name, shape):
+    torch.manual_seed(0)
+    m = build_model({"name": name, "width": 0.5, "dropout": 0.1, "batchnorm": True}, shape, 10)
+    out = m(torch.randn(4, *shape))
+    assert out.shape == (4, 10)
+
+
+def test_simplecnn_is_the_papers_architecture():
+    m = build_model({"name": "simplecnn"}, (3, 32, 32), 10)
+    convs = [l for l in m.modules() if isinstance(l, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 32, 32]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert m.head.in_features == 32 * 4 * 4
+    assert sum(isinstance(l, torch.nn.MaxPool2d) for l in m.modules()) == 3
+
+
+def test_width_dropout_and_batchnorm_switches():
+    base = build_model({"name": "simplecnn"}, (1, 8, 8), 10)
+    wide = build_model({"name": "simplecnn", "width": 2.0}, (1, 8, 8), 10)
+    bn = build_model({"name": "simplecnn", "batchnorm": True}, (1, 8, 8), 10)
+    n = lambda m: sum(p.numel() for p in m.parameters())
+    assert n(wide) > 3 * n(base)
+    assert any(isinstance(l, torch.nn.BatchNorm2d) for l in bn.modules())
+    assert not any(isinstance(l, torch.nn.BatchNorm2d) for l in base.modules())
+    drop = build_model({"name": "mlp", "dropout": 0.5}, (1, 8, 8), 10)
+    assert any(isinstance(l, torch.nn.Dropout) and l.p == 0.5 for l in drop.modules())
+
+
+def test_resnet20_skip_switch_changes_the_function_not_the_layout():
+    torch.manual_seed(0)
+    a = build_model({"name": "resnet20", "options": {"skip": True}}, (3, 32, 32), 10)
+    torch.manual_seed(0)
+    b = build_model({"name": "resnet20", "options": {"skip": False}}, (3, 32, 32), 10)
+    convs = [l for l in a.modules() if isinstance(l, torch.nn.Conv2d) and l.kernel_size == (3, 3)]
+    assert len(convs) == 19  # 1 stem + 9 blocks x 2 (+ linear head = 20 layers)
+    x = torch.randn(2, 3, 32, 32)
+    assert not torch.allclose(a(x), b(x))
+
+
+def test_unknown_model_and_option_errors_list_the_known_ones():
+    with pytest.raises(ValueError, match="known models: simplecnn, mlp, resnet20, vgg_small"):
+        build_model({"name": "alexnet"}, (1, 8, 8), 10)
+    with pytest.raises(ValueError, match="allowed options: skip"):
+        build_model({"name": "resnet20", "options": {"skipp": False}}, (3, 32, 32), 10)
+    assert set(model_options("mlp")) == {"hidden", "depth", "activation"}

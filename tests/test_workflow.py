@@ -1,0 +1,69 @@
+"""Real Snakemake runs: the default DAG resolves, a tiny run works, only changed stages rerun."""
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, TINY, planned_jobs, snakemake
+from losslab import io
+
+
+def test_default_dag_resolves(tmp_path):
+    proc = snakemake(tmp_path, "-n", configfile=None)
+    jobs = planned_jobs(proc)
+    assert jobs["train_endpoint"] >= 3 and jobs["all"] == 1
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("endpoints:\n  train:\n    epochs: 0\n")
+    proc = snakemake(tmp_path, "-n", configfile=bad, check=False)
+    assert proc.returncode != 0
+    assert "endpoints.train.epochs = 0 is out of range" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.e2e
+def test_tiny_endpoints_end_to_end(tmp_path):
+    snakemake(tmp_path, "results/digits/simplecnn/endpoints/summary.parquet",
+              "results/digits/simplecnn/figures/endpoint_training.png")
+    base = tmp_path / "results/digits/simplecnn"
+    for seed in (0, 1, 2):
+        m = io.read_parquet(base / f"endpoints/default/seed{seed}/metrics.parquet")
+        assert {"dataset", "model", "setting", "seed", "epoch", "split", "loss", "accuracy", "status"} <= set(m.columns)
+        assert (m["status"] == "ok").all() and m["epoch"].max() == 4
+        p = io.load_point(base / f"endpoints/default/seed{seed}/model.pt")
+        assert p.meta["status"] == "ok" and p.flat.ndim == 1
+        assert not (base / f"endpoints/default/seed{seed}/resume.pt").exists()
+    summary = io.read_parquet(base / "endpoints/summary.parquet")
+    assert len(summary) == 6 and summary["accuracy"].min() > 0.5
+    assert (base / "figures/endpoint_training.png").stat().st_size > 10_000
+    assert (tmp_path / "logs/digits/simplecnn/endpoints/default/seed0.log").read_text().count("epoch") >= 4
+
+    # a second run does nothing
+    again = snakemake(tmp_path, "-n", "results/digits/simplecnn/endpoints/summary.parquet")
+    assert planned_jobs(again) == {}
+
+    # a config section endpoint training does not use leaves the endpoints alone
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["results_dir"] = "results"
+    cfg["compute"]["memory_budget_mb"] = 999  # operational, not a param of training
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "-n", "results/digits/simplecnn/endpoints/summary.parquet", configfile=changed)
+    assert "train_endpoint" not in planned_jobs(proc)
+
+    # a change to the endpoint settings retrains them
+    cfg["endpoints"]["train"]["lr"] = 0.002
+    changed.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "-n", "results/digits/simplecnn/endpoints/summary.parquet", configfile=changed)
+    assert planned_jobs(proc).get("train_endpoint") == 3
+
+
+@pytest.mark.e2e
+def test_report_has_captioned_figure(tmp_path):
+    snakemake(tmp_path, "results/digits/simplecnn/figures/endpoint_training.png")
+    snakemake(tmp_path, "--report", str(tmp_path / "report.html"))
+    html = (tmp_path / "report.html").read_text(errors="ignore")
+    assert "endpoint_training.png" in html
