@@ -67,3 +67,22 @@ def test_report_has_captioned_figure(tmp_path):
     snakemake(tmp_path, "--report", str(tmp_path / "report.html"))
     html = (tmp_path / "report.html").read_text(errors="ignore")
     assert "endpoint_training.png" in html
+
+
+def test_cifar10_preset_dry_runs_at_paper_scale(tmp_path):
+    (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
+    preset = yaml.safe_load((REPO / "presets" / "cifar10.yaml").read_text())
+    preset["dataset"]["data_dir"] = str(tmp_path / "data")
+    cfg = tmp_path / "preset.yaml"
+    cfg.write_text(yaml.safe_dump(preset))
+    proc = snakemake(tmp_path, "-n", configfile=cfg)
+    jobs = planned_jobs(proc)
+    assert jobs["train_endpoint"] >= 10
+    assert "results/cifar10/simplecnn/endpoints" in proc.stdout
+
+
+def test_missing_cifar_data_is_reported_before_any_job(tmp_path):
+    proc = snakemake(tmp_path, "-n", configfile=REPO / "presets" / "cifar10.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "dataset.download: true" in out and "cifar-10-batches-py" in out
