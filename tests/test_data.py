@@ -53,3 +53,30 @@ def test_crop_flip_augmentation_keeps_shape_and_changes_pixels():
     y = data.augment_batch(x, "crop_flip", g)
     assert y.shape == x.shape and not torch.equal(x, y)
     assert torch.equal(data.augment_batch(x, "none", g), x)
+
+
+def _write_idx(path, array):
+    import struct
+
+    import numpy as np
+
+    codes = {np.dtype("uint8"): 0x08}
+    header = struct.pack(">HBB", 0, codes[array.dtype], array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+def test_torchvision_mnist_loads_from_data_dir(tmp_path):
+    """The real torchvision loading path, on tiny MNIST idx files written here (no network)."""
+    import numpy as np
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+    data.check_available("mnist", tmp_path, download=False)
+    ds = data.load_dataset("mnist", data_dir=tmp_path, download=False)
+    assert ds.train_x.shape == (30, 1, 28, 28) and ds.test_x.shape == (10, 1, 28, 28)
+    assert ds.num_outputs == 10 and ds.train_y.tolist()[:3] == [0, 1, 2]
+    assert abs(ds.train_x.mean().item()) < 1e-4
