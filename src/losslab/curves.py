@@ -34,9 +34,11 @@ def bezier_coeffs(t: torch.Tensor, n_control: int) -> torch.Tensor:
 def chain_coeffs(t: torch.Tensor, n_control: int) -> torch.Tensor:
     """Piecewise-linear (hat function) coefficients, shape ``t.shape + (n_control,)``."""
     t = torch.as_tensor(t, dtype=torch.float64 if not torch.is_tensor(t) else t.dtype)
-    nodes = torch.linspace(0, 1, n_control, dtype=t.dtype, device=t.device)
-    h = 1.0 / (n_control - 1)
-    return (1 - (t.unsqueeze(-1) - nodes).abs() / h).clamp_min(0)
+    # Hat functions on the integer grid s = t * (n - 1): exact 1/0 at the nodes (t = 0 and t = 1
+    # give exactly w1 and w2 for any number of bends; no rounding of 1/3-spaced float nodes).
+    nodes = torch.arange(n_control, dtype=t.dtype, device=t.device)
+    s = t.unsqueeze(-1) * (n_control - 1)
+    return (1 - (s - nodes).abs()).clamp_min(0)
 
 
 def coeffs(kind: str, t, n_control: int) -> torch.Tensor:
@@ -53,3 +55,421 @@ def point(kind: str, control: torch.Tensor, t) -> torch.Tensor:
     """phi(t) for a scalar t (returns [D]) or a 1-D tensor of t (returns [T, D])."""
     c = coeffs(kind, torch.as_tensor(t, dtype=control.dtype, device=control.device), control.shape[0])
     return c @ control
+
+
+def derivative_coeffs(kind: str, t, n_control: int) -> torch.Tensor:
+    """d coeffs / dt through autograd (used for tests and speed |phi'(t)|)."""
+    t = torch.as_tensor(t, dtype=torch.float64).detach().clone().requires_grad_(True)
+    c = coeffs(kind, t, n_control)
+    return torch.stack([torch.autograd.grad(c[i], t, retain_graph=True)[0] for i in range(n_control)])
+
+
+# =====================================================================================
+# Training: minimise E_{t ~ U[0,1]} Loss(phi(t)) over the bends, endpoints fixed.
+# =====================================================================================
+import logging  # noqa: E402
+import math as _math  # noqa: E402
+import os  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from .flat import FlatModel, loss_fn, metrics_from_outputs  # noqa: E402
+from .io import ArtifactError, Point, check_compatible, load_point, load_tensors, save_tensors  # noqa: E402
+
+log = logging.getLogger("losslab")
+
+FORMAT = "losslab.curve/1"
+CURVE_KEYS = ("init", "epochs", "optimizer", "lr", "momentum", "schedule", "batch_size", "l2")
+
+
+@dataclass
+class CurveSettings:
+    init: str = "linear"  # linear | random
+    epochs: int = 30
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    momentum: float = 0.9
+    schedule: str = "constant"  # constant | cosine
+    batch_size: int = 64
+    l2: float = 0.0  # 0.5 * l2 * ||phi(t)||^2 is added to the loss
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CurveSettings":
+        return cls(**{k: d[k] for k in CURVE_KEYS if k in d})
+
+
+@dataclass
+class CurveResult:
+    control: torch.Tensor  # [k + 2, D]
+    snapshots: list  # control points after each epoch, E = 0 .. epochs
+    history: pd.DataFrame
+    status: str  # ok | diverged
+    meta: dict = field(default_factory=dict)
+    resumed_from: int = 0
+
+
+def check_bends(bends: int) -> None:
+    if int(bends) < 1:
+        raise ValueError(f"curves.bends = {bends}: a curve needs at least one bend (k >= 1)")
+
+
+def load_endpoints(path_a, path_b, map_location="cpu") -> tuple[Point, Point]:
+    """Load two endpoint checkpoints and check that one architecture made them.
+
+    Raises :class:`losslab.io.ArtifactError` naming the file for a missing checkpoint and naming
+    both architectures for incompatible ones; nothing has been trained at that point."""
+    for p in (path_a, path_b):
+        if not Path(p).exists():
+            raise ArtifactError(f"endpoint checkpoint {p} does not exist; train the endpoint first")
+    a, b = load_point(path_a, map_location), load_point(path_b, map_location)
+    check_compatible({str(path_a): a, str(path_b): b})
+    return a, b
+
+
+def init_control(kind: str, w1: torch.Tensor, w2: torch.Tensor, bends: int, init: str = "linear",
+                 fresh=None) -> torch.Tensor:
+    """Control points ``[k + 2, D]`` with ``control[0] = w1`` and ``control[-1] = w2`` exactly.
+
+    ``linear``: bends evenly spaced on the segment (the initial curve is the straight line for
+    both families); ``random``: each bend is a fresh random initialisation of the network
+    (``fresh(i)`` returns one flat vector), as in the reference implementation."""
+    check_bends(bends)
+    if kind not in KINDS:
+        raise ValueError(f"unknown curve kind {kind!r}; known: {', '.join(KINDS)}")
+    if init == "linear":
+        s = torch.arange(1, bends + 1, dtype=w1.dtype, device=w1.device) / (bends + 1)
+        mid = (1 - s)[:, None] * w1 + s[:, None] * w2
+    elif init == "random":
+        if fresh is None:
+            raise ValueError("init 'random' needs a function returning fresh initialisations")
+        mid = torch.stack([fresh(i).to(w1) for i in range(bends)])
+    else:
+        raise ValueError(f"curves.init = {init!r} is not allowed; allowed values: linear, random")
+    return torch.cat([w1[None], mid, w2[None]]).detach().clone()
+
+
+def line_points(w1: torch.Tensor, w2: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+    """Points of the straight segment, exact at t = 0 and t = 1."""
+    ts = ts.to(w1)
+    pts = (1 - ts)[:, None] * w1 + ts[:, None] * w2
+    pts[ts == 0] = w1
+    pts[ts == 1] = w2
+    return pts
+
+
+def _fingerprint(obj) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _make_optimizer(params, s: CurveSettings):
+    # L2 acts on phi(t) inside the loss, not on the bends through the optimiser.
+    if s.optimizer == "adam":
+        return torch.optim.Adam(params, lr=s.lr)
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)
+    raise ValueError(f"curves.optimizer = {s.optimizer!r}; allowed: adam, sgd")
+
+
+def _make_scheduler(opt, s: CurveSettings):
+    if s.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
+    if s.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, s.epochs))
+    raise ValueError(f"curves.schedule = {s.schedule!r}; allowed: constant, cosine")
+
+
+@torch.no_grad()
+def mean_path_loss(fm: FlatModel, kind: str, control: torch.Tensor, ev, task: str, ts=None, split="train",
+                   batch_size: int = 4096) -> float:
+    """Mean data loss over a fixed grid of t (BN recomputed at each point for BN models)."""
+    ts = torch.linspace(0, 1, 7)[1:-1] if ts is None else torch.as_tensor(ts)
+    x, y = ev.split(split)
+    vals = []
+    for t in ts:
+        vec = point(kind, control, float(t))
+        bufs = fm.recompute_bn(vec, ev.bn_x) if fm.has_bn else None
+        vals.append(metrics_from_outputs(fm.outputs(vec, x, bufs, batch_size), y, task)["loss"])
+    return float(np.mean(vals))
+
+
+def train_curve(
+    model_spec: dict,
+    settings: CurveSettings,
+    ds,
+    ev,
+    w1: Point,
+    w2: Point,
+    kind: str = "bezier",
+    bends: int = 1,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    state_path: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    stop_after: int | None = None,
+) -> CurveResult:
+    """Fit the bends of a curve between two fixed endpoints.
+
+    Every minibatch samples one ``t ~ U[0, 1]``, forms the flat vector ``phi(t)`` from the control
+    points and evaluates the network there with ``FlatModel.forward`` (train mode, so BatchNorm
+    uses batch statistics at the sampled point). The loss is the data loss plus
+    ``0.5 * l2 * ||phi(t)||^2``. ``state_path`` holds resumable state (bends, optimiser, RNG,
+    history and per-epoch snapshots) saved every ``checkpoint_every`` epochs."""
+    from .models import build_model
+
+    check_bends(bends)
+    if kind not in KINDS:
+        raise ValueError(f"unknown curve kind {kind!r}; known: {', '.join(KINDS)}")
+    check_compatible({"w1": w1, "w2": w2})
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    module = build_model(model_spec, ds.in_shape, ds.num_outputs).to(device)
+    fm = FlatModel(module)
+    if fm.numel != w1.flat.numel():
+        raise ArtifactError(
+            f"the endpoints have {w1.flat.numel()} parameters but model {model_spec.get('name')!r} "
+            f"with this spec has {fm.numel}; the curve must use the endpoints' architecture"
+        )
+    a, b = w1.flat.to(device), w2.flat.to(device)
+
+    def fresh(i):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(10_000 * (seed + 1) + i)
+            return FlatModel(build_model(model_spec, ds.in_shape, ds.num_outputs)).flatten()
+
+    control0 = init_control(kind, a, b, bends, settings.init, fresh)
+    theta = torch.nn.Parameter(control0[1:-1].clone())
+    opt = _make_optimizer([theta], settings)
+    sched = _make_scheduler(opt, settings)
+    gen = torch.Generator().manual_seed(seed + 104729)
+    lossf = loss_fn(ds.task)
+    ds = ds.to(device)
+    n_ctrl = bends + 2
+
+    def control() -> torch.Tensor:
+        return torch.cat([a[None], theta.detach(), b[None]])
+
+    key = _fingerprint({"spec": model_spec, "settings": asdict(settings), "kind": kind, "bends": bends, "seed": seed,
+                        "dataset": ds.name, "n": ds.train_x.shape[0], "w1": float(a.double().sum()),
+                        "w2": float(b.double().sum())})
+    rows: list[dict] = []
+    snapshots: list[torch.Tensor] = []
+    start, status = 0, "ok"
+    if state_path and Path(state_path).exists():
+        try:
+            st = load_tensors(state_path, map_location=device)
+        except Exception as exc:  # a damaged resume file is not fatal: start over
+            log.warning("ignoring unreadable resume state %s: %s", state_path, exc)
+            st = None
+        if st is not None and st.get("key") == key:
+            with torch.no_grad():
+                theta.copy_(st["theta"])
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+            torch.set_rng_state(st["rng"]["torch"])
+            gen.set_state(st["rng"]["gen"])
+            if "cuda" in st["rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+            cols = st["history_cols"]
+            rows = [dict(zip(cols, r)) for r in zip(*[st["history"][c] for c in cols])] if cols else []
+            snapshots = [torch.cat([a[None], s.to(device), b[None]]) for s in st["snapshots"].unbind(0)]
+            start = int(st["epoch"])
+            log.info("resumed curve training from %s at epoch %d", state_path, start)
+        elif st is not None:
+            log.info("resume state %s belongs to other settings; starting over", state_path)
+
+    def save_state(epoch: int) -> None:
+        cols = list(rows[0].keys()) if rows else []
+        rng = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        save_tensors({
+            "key": key, "epoch": epoch, "theta": theta.detach().cpu(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "rng": rng, "history_cols": cols,
+            "history": {c: [r[c] for r in rows] for c in cols},
+            "snapshots": torch.stack([s[1:-1].cpu() for s in snapshots]),
+        }, state_path)
+
+    def record(epoch: int, running: float, running_nll: float) -> None:
+        c = control()
+        snapshots.append(c.clone())
+        rows.append({"epoch": epoch, "running_loss": running, "running_nll": running_nll,
+                     "mean_train_loss": mean_path_loss(fm, kind, c, ev, ds.task),
+                     "lr": opt.param_groups[0]["lr"]})
+
+    if start == 0 and not rows:
+        record(0, _math.nan, _math.nan)
+    bar = tqdm(range(start, settings.epochs), desc=f"{kind}{bends} curve", initial=start, total=settings.epochs,
+               mininterval=2.0, dynamic_ncols=False, ascii=True)
+    done_here = 0
+    n = ds.train_x.shape[0]
+    for epoch in bar:
+        module.train()
+        perm = torch.randperm(n, generator=gen).to(device)
+        total = torch.zeros((), device=device)
+        total_nll = torch.zeros((), device=device)
+        for i in range(0, n, settings.batch_size):
+            idx = perm[i: i + settings.batch_size]
+            t = torch.rand((), generator=gen).to(device=device, dtype=a.dtype)
+            c = coeffs(kind, t, n_ctrl)
+            phi = c[0] * a + c[1:-1] @ theta + c[-1] * b
+            nll = lossf(fm.forward(phi, ds.train_x[idx]), ds.train_y[idx])
+            loss = nll + 0.5 * settings.l2 * phi.pow(2).sum() if settings.l2 else nll
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * idx.numel()
+            total_nll += nll.detach() * idx.numel()
+        sched.step()
+        running, running_nll = (total / n).item(), (total_nll / n).item()
+        if not (_math.isfinite(running) and bool(torch.isfinite(theta).all())):
+            status = "diverged"
+            log.warning("curve epoch %d: loss %s is not finite; recording the curve as diverged", epoch + 1, running)
+            rows.append({"epoch": epoch + 1, "running_loss": running, "running_nll": running_nll,
+                         "mean_train_loss": _math.nan, "lr": opt.param_groups[0]["lr"]})
+            snapshots.append(control().clone())
+            break
+        record(epoch + 1, running, running_nll)
+        log.info("curve epoch %d/%d running_loss %.4f mean_train_loss(t grid) %.4f", epoch + 1, settings.epochs,
+                 running, rows[-1]["mean_train_loss"])
+        done_here += 1
+        if state_path and checkpoint_every and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < settings.epochs:
+            save_state(epoch + 1)
+        if stop_after is not None and done_here >= stop_after:
+            break
+    bar.close()
+    if status == "diverged":  # one snapshot per epoch all the same: repeat the last one
+        while len(snapshots) < settings.epochs + 1:
+            snapshots.append(snapshots[-1].clone())
+            rows.append({**rows[-1], "epoch": rows[-1]["epoch"] + 1})
+    hist = pd.DataFrame(rows)
+    hist["status"] = status
+    meta = {
+        "kind": kind, "bends": int(bends), "status": status, "seed": int(seed), "dataset": ds.name,
+        "model_spec": w1.meta.get("model_spec"), "layout": w1.meta.get("layout"),
+        "settings": asdict(settings), "t_sampling": "one t ~ U[0,1] per minibatch",
+        "l2": "0.5 * l2 * ||phi(t)||^2 added to the loss",
+        "bn_policy": ("train: batch statistics at the sampled phi(t); evaluation: " + fm.bn_policy(ev.bn_x.shape[0]))
+        if fm.has_bn else fm.bn_policy(0),
+        "has_bn": fm.has_bn,
+    }
+    return CurveResult(control().cpu(), [s.cpu() for s in snapshots], hist, status, meta, start)
+
+
+def curve_checkpoint(kind: str, control: torch.Tensor, meta: dict) -> dict:
+    return {"format": FORMAT, "kind": kind, "control": control.detach().cpu().contiguous(), "meta": dict(meta)}
+
+
+def save_curve(kind: str, control: torch.Tensor, meta: dict, path) -> None:
+    save_tensors(curve_checkpoint(kind, control, meta), path)
+
+
+def load_curve(path, map_location="cpu") -> dict:
+    obj = load_tensors(path, map_location)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise ArtifactError(f"checkpoint {path} is not a losslab curve ({FORMAT})")
+    return obj
+
+
+# =====================================================================================
+# Evaluation along t: curve and straight line, BN recomputed per point, ensembles.
+# =====================================================================================
+def _ensemble_metrics(outs: list[torch.Tensor], y: torch.Tensor, task: str) -> dict[str, float]:
+    if task == "classification":
+        p = torch.stack([o.softmax(-1) for o in outs]).mean(0)
+        nll = -p.gather(-1, y[:, None]).clamp_min(1e-12).log().mean().item()
+        acc = (p.argmax(-1) == y).float().mean().item()
+    else:
+        nll = torch.nn.functional.mse_loss(torch.stack(outs).mean(0), y).item()
+        acc = _math.nan
+    return {"nll": nll, "accuracy": acc}
+
+
+@torch.no_grad()
+def evaluate_paths(fm: FlatModel, paths: dict[str, torch.Tensor], ts: torch.Tensor, ev, task: str, l2: float = 0.0,
+                   w1: torch.Tensor | None = None, w2: torch.Tensor | None = None, batch_size: int = 4096,
+                   splits=("train", "test")) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate each path (name -> points ``[T, D]`` at ``ts``) on the fixed subsets of ``ev``.
+
+    Returns ``(along, ensemble)``. ``along`` has one row per (path, t, split) with ``nll`` (the data
+    loss: cross-entropy, or MSE for regression), ``loss`` (= nll + 0.5 * l2 * ||phi(t)||^2),
+    ``accuracy``, ``error``, the cumulative arc length ``arc_length`` and the BN policy.
+    ``ensemble`` holds the ensemble of ``w1`` with ``phi(t)`` (mean of softmax probabilities; mean
+    prediction for regression) against the reference ensemble of ``w1`` and ``w2``."""
+    policy = fm.bn_policy(ev.bn_x.shape[0])
+
+    def outputs(vec):
+        bufs = fm.recompute_bn(vec, ev.bn_x) if fm.has_bn else None
+        return {s: fm.outputs(vec, ev.split(s)[0], bufs, batch_size) for s in splits}
+
+    first = next(iter(paths.values()))
+    w1 = first[0] if w1 is None else w1
+    w2 = first[-1] if w2 is None else w2
+    out1, out2 = outputs(w1), outputs(w2)
+    ref = {s: _ensemble_metrics([out1[s], out2[s]], ev.split(s)[1], task) for s in splits}
+    along, ens = [], []
+    ts_list = [float(t) for t in ts]
+    for name, pts in paths.items():
+        seg = torch.cat([torch.zeros(1, dtype=torch.float64),
+                         (pts[1:].double() - pts[:-1].double()).norm(dim=-1).cpu()]).cumsum(0)
+        for i, t in enumerate(ts_list):
+            vec = pts[i]
+            out = outputs(vec)
+            sq = float(vec.double().pow(2).sum())
+            for s in splits:
+                y = ev.split(s)[1]
+                m = metrics_from_outputs(out[s], y, task)
+                along.append({"path": name, "t": t, "split": s, "nll": m["loss"],
+                              "loss": m["loss"] + 0.5 * l2 * sq, "accuracy": m["accuracy"],
+                              "error": 1.0 - m["accuracy"], "weight_norm": _math.sqrt(sq),
+                              "arc_length": float(seg[i]), "bn_policy": policy})
+                e = _ensemble_metrics([out1[s], out[s]], y, task)
+                ens.append({"path": name, "t": t, "split": s, "ensemble_nll": e["nll"],
+                            "ensemble_accuracy": e["accuracy"], "single_nll": m["loss"],
+                            "single_accuracy": m["accuracy"], "reference_nll": ref[s]["nll"],
+                            "reference_accuracy": ref[s]["accuracy"],
+                            "reference": "ensemble of endpoints w1 and w2", "bn_policy": policy})
+    return pd.DataFrame(along), pd.DataFrame(ens)
+
+
+def _trapz(y: np.ndarray, x: np.ndarray) -> float:
+    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2) if len(x) > 1 else float(y[0])
+
+
+def summarize(along: pd.DataFrame, metrics=("loss", "nll", "error")) -> pd.DataFrame:
+    """Per (path, split, metric): barrier = max along t minus the mean of the two endpoint
+    values, the t-uniform mean and the arc-length-weighted mean (trapezoid rules)."""
+    rows = []
+    for (path, split), g in along.groupby(["path", "split"], sort=True):
+        g = g.sort_values("t")
+        t = g["t"].to_numpy(float)
+        s = g["arc_length"].to_numpy(float)
+        for metric in metrics:
+            v = g[metric].to_numpy(float)
+            ends = 0.5 * (v[0] + v[-1])
+            finite = np.isfinite(v).all()
+            vmax = float(np.max(v)) if finite else _math.nan
+            arc = _trapz(v, s) / s[-1] if finite and s[-1] > 0 else (float(np.mean(v)) if finite else _math.nan)
+            rows.append({"path": path, "split": split, "metric": metric, "barrier": vmax - ends,
+                         "max": vmax, "t_at_max": float(t[np.argmax(v)]) if finite else _math.nan,
+                         "endpoint_mean": ends, "t_mean": _trapz(v, t) / (t[-1] - t[0]),
+                         "arc_length_mean": arc, "length": float(s[-1])})
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def predictions(fm: FlatModel, kind: str, control: torch.Tensor, ts, x: torch.Tensor, bn_x=None) -> pd.DataFrame:
+    """Predictive functions f(x; phi(t)) of a 1-output regression network on a grid ``x``."""
+    rows = []
+    for t in ts:
+        vec = point(kind, control, float(t))
+        bufs = fm.recompute_bn(vec, bn_x) if fm.has_bn and bn_x is not None else None
+        f = fm.outputs(vec, x, bufs).reshape(-1).cpu().numpy()
+        rows.append(pd.DataFrame({"t": float(t), "x": x.reshape(-1).cpu().numpy(), "f": f}))
+    return pd.concat(rows, ignore_index=True)

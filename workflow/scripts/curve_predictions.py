@@ -1,0 +1,28 @@
+"""Predictive functions f(x; phi(t)) of the 1-D regression curve on a dense x grid."""
+import pandas as pd
+import torch
+
+from losslab import curves, data, io
+from losslab.device import get_device, setup_job
+from losslab.flat import FlatModel
+from losslab.models import build_model
+
+setup_job(snakemake.log[0], snakemake.threads)
+spec = snakemake.params.spec
+device = get_device(snakemake.config["compute"]["device"])
+cv = curves.load_curve(snakemake.input.ckpt)
+ds = data.load_dataset(**{k: spec["dataset"][k] for k in ("name", "data_dir", "download", "split_seed", "test_fraction", "augment")})
+ev = data.eval_data(ds, spec["evaluation"]["train_size"], spec["evaluation"]["test_size"],
+                    spec["evaluation"]["bn_size"], spec["evaluation"]["seed"], device)
+fm = FlatModel(build_model(spec["model"], ds.in_shape, ds.num_outputs).to(device))
+lo, hi = snakemake.params.x_range
+x = torch.linspace(lo, hi, snakemake.params.grid, device=device)[:, None]
+pred = curves.predictions(fm, cv["kind"], cv["control"].to(device), snakemake.params.ts, x, ev.bn_x)
+pred["target"] = data.regression_function(torch.as_tensor(pred["x"].to_numpy())).numpy()
+ids = dict(dataset=ds.name, model=spec["model"]["name"], kind=cv["kind"], bends=cv["control"].shape[0] - 2,
+           seed_a=cv["meta"].get("seed_a"), seed_b=cv["meta"].get("seed_b"))
+io.write_parquet(pred.assign(**ids), snakemake.output.predictions)
+pts = pd.concat([pd.DataFrame({"split": s, "x": xs.reshape(-1).cpu().numpy(), "y": ys.reshape(-1).cpu().numpy()})
+                 for s, (xs, ys) in {"train": (ds.train_x, ds.train_y), "test": (ds.test_x, ds.test_y)}.items()],
+                ignore_index=True)
+io.write_parquet(pts.assign(dataset=ds.name), snakemake.output.data)

@@ -1,0 +1,32 @@
+"""Fit one curve between two endpoints (thin wrapper around losslab.curves)."""
+from pathlib import Path
+
+from losslab import curves, data, io
+from losslab.device import get_device, setup_job
+
+log = setup_job(snakemake.log[0], snakemake.threads)
+spec = snakemake.params.spec
+wc = snakemake.wildcards
+device = get_device(snakemake.config["compute"]["device"])
+kind, bends = wc.kind, int(wc.bends)
+curves.check_bends(bends)
+w1, w2 = curves.load_endpoints(snakemake.input.w1, snakemake.input.w2)  # clear errors before any work
+ds = data.load_dataset(**{k: spec["dataset"][k] for k in ("name", "data_dir", "download", "split_seed", "test_fraction", "augment")})
+ev = data.eval_data(ds, spec["evaluation"]["train_size"], spec["evaluation"]["test_size"],
+                    spec["evaluation"]["bn_size"], spec["evaluation"]["seed"], device)
+settings = curves.CurveSettings.from_dict(spec["curve"])
+state = Path(snakemake.output.ckpt).with_name("resume.pt")
+log.info("training %s%d curve %s/%s setting=%s seeds %s-%s on %s", kind, bends, snakemake.params.dataset,
+         snakemake.params.model, wc.setting, wc.a, wc.b, device)
+res = curves.train_curve(spec["model"], settings, ds, ev, w1, w2, kind, bends, spec["curve"]["seed"], device,
+                         state_path=state, checkpoint_every=snakemake.config["curves"]["checkpoint_every"])
+meta = {**res.meta, "setting": wc.setting, "seed_a": int(wc.a), "seed_b": int(wc.b), "model": snakemake.params.model}
+for e, (path, ctrl) in enumerate(zip(snakemake.output.epochs, res.snapshots)):
+    curves.save_curve(kind, ctrl, {**meta, "epoch": e}, path)
+hist = res.history.assign(dataset=snakemake.params.dataset, model=snakemake.params.model, setting=wc.setting,
+                          seed_a=int(wc.a), seed_b=int(wc.b), kind=kind, bends=bends,
+                          **{k: v for k, v in spec["curve"].items() if k != "seed"})
+io.write_parquet(hist, snakemake.output.log_table)
+curves.save_curve(kind, res.control, {**meta, "epoch": settings.epochs}, snakemake.output.ckpt)
+state.unlink(missing_ok=True)
+log.info("done: status=%s", res.status)
