@@ -65,7 +65,7 @@ def _curve_spec(ds, model, wildcards):
                          f"known settings: {sorted(exp['settings'])}")
     spec = endpoint_params(type("W", (), {"dataset": ds, "model": model, "setting": wildcards.setting})())
     return canonical({"dataset": spec["dataset"], "model": spec["model"], "evaluation": spec["evaluation"],
-                      "curve": CURVE_EXPERIMENTS[(ds, model)]["train"], "points": CURVES["points"]})
+                      "curve": CURVE_EXPERIMENTS[(ds, model)]["train"]})
 
 
 def _endpoints(ds, model):
@@ -112,6 +112,7 @@ for (_ds, _model), _cx in CURVE_EXPERIMENTS.items():
             ensemble=f"{_dir}/ensemble.parquet",
         params:
             spec=lambda wc, _d=_ds, _m=_model: _curve_spec(_d, _m, wc),
+            points=CURVES["points"],
             dataset=_ds,
             model=_model,
         log:

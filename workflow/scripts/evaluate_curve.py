@@ -19,7 +19,7 @@ ds = data.load_dataset(**{k: spec["dataset"][k] for k in ("name", "data_dir", "d
 ev = data.eval_data(ds, spec["evaluation"]["train_size"], spec["evaluation"]["test_size"],
                     spec["evaluation"]["bn_size"], spec["evaluation"]["seed"], device)
 fm = FlatModel(build_model(spec["model"], ds.in_shape, ds.num_outputs).to(device))
-ts = torch.linspace(0, 1, spec["points"], dtype=control.dtype)
+ts = torch.linspace(0, 1, snakemake.params.points, dtype=control.dtype)
 paths = {"curve": curves.point(cv["kind"], control.to(device), ts.to(device)),
          "line": curves.line_points(w1.flat.to(device), w2.flat.to(device), ts.to(device))}
 along, ens = curves.evaluate_paths(fm, paths, ts, ev, ds.task, spec["curve"]["l2"], batch_size=spec["evaluation"]["batch_size"])
