@@ -11,12 +11,32 @@ Checkpoint contract (shared by the curves and planes stages): a curve checkpoint
 weights-only ``torch.save`` of ``{"format": "losslab.curve/1", "kind": str, "control":
 Tensor[k + 2, D], "meta": dict}`` written with :func:`losslab.io.save_tensors`; the curves
 stage writes ``curve.pt`` and one ``epochs/epoch{E:04d}.pt`` per epoch (E = 0 is the start).
+``meta`` records kind, bends, seeds, status, the training settings and ``bn_policy``.
+
+Beyond the formulas: :func:`train_curve` (E_{t~U[0,1]} Loss(phi(t)) with one t per minibatch, any
+registered architecture through ``FlatModel.forward``, resumable), :func:`evaluate_paths` (loss,
+NLL, accuracy along t for the curve and the line, BN recomputed per point, ensembles with w1),
+:func:`summarize` (barriers, arc-length-weighted means) and :func:`predictions` (1-D regression).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
+from tqdm import tqdm
+
+from .flat import FlatModel, loss_fn, metrics_from_outputs
+from .io import ArtifactError, Point, check_compatible, load_point, load_tensors, save_tensors
+
+log = logging.getLogger("losslab")
 
 KINDS = ("bezier", "chain")
 
@@ -67,20 +87,6 @@ def derivative_coeffs(kind: str, t, n_control: int) -> torch.Tensor:
 # =====================================================================================
 # Training: minimise E_{t ~ U[0,1]} Loss(phi(t)) over the bends, endpoints fixed.
 # =====================================================================================
-import logging  # noqa: E402
-import math as _math  # noqa: E402
-import os  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from .flat import FlatModel, loss_fn, metrics_from_outputs  # noqa: E402
-from .io import ArtifactError, Point, check_compatible, load_point, load_tensors, save_tensors  # noqa: E402
-
-log = logging.getLogger("losslab")
 
 FORMAT = "losslab.curve/1"
 CURVE_KEYS = ("init", "epochs", "optimizer", "lr", "momentum", "schedule", "batch_size", "l2")
@@ -162,9 +168,6 @@ def line_points(w1: torch.Tensor, w2: torch.Tensor, ts: torch.Tensor) -> torch.T
 
 
 def _fingerprint(obj) -> str:
-    import hashlib
-    import json
-
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -304,7 +307,7 @@ def train_curve(
                      "lr": opt.param_groups[0]["lr"]})
 
     if start == 0 and not rows:
-        record(0, _math.nan, _math.nan)
+        record(0, math.nan, math.nan)
     bar = tqdm(range(start, settings.epochs), desc=f"{kind}{bends} curve", initial=start, total=settings.epochs,
                mininterval=2.0, dynamic_ncols=False, ascii=True)
     done_here = 0
@@ -328,11 +331,11 @@ def train_curve(
             total_nll += nll.detach() * idx.numel()
         sched.step()
         running, running_nll = (total / n).item(), (total_nll / n).item()
-        if not (_math.isfinite(running) and bool(torch.isfinite(theta).all())):
+        if not (math.isfinite(running) and bool(torch.isfinite(theta).all())):
             status = "diverged"
             log.warning("curve epoch %d: loss %s is not finite; recording the curve as diverged", epoch + 1, running)
             rows.append({"epoch": epoch + 1, "running_loss": running, "running_nll": running_nll,
-                         "mean_train_loss": _math.nan, "lr": opt.param_groups[0]["lr"]})
+                         "mean_train_loss": math.nan, "lr": opt.param_groups[0]["lr"]})
             snapshots.append(control().clone())
             break
         record(epoch + 1, running, running_nll)
@@ -387,7 +390,7 @@ def _ensemble_metrics(outs: list[torch.Tensor], y: torch.Tensor, task: str) -> d
         acc = (p.argmax(-1) == y).float().mean().item()
     else:
         nll = torch.nn.functional.mse_loss(torch.stack(outs).mean(0), y).item()
-        acc = _math.nan
+        acc = math.nan
     return {"nll": nll, "accuracy": acc}
 
 
@@ -427,7 +430,7 @@ def evaluate_paths(fm: FlatModel, paths: dict[str, torch.Tensor], ts: torch.Tens
                 m = metrics_from_outputs(out[s], y, task)
                 along.append({"path": name, "t": t, "split": s, "nll": m["loss"],
                               "loss": m["loss"] + 0.5 * l2 * sq, "accuracy": m["accuracy"],
-                              "error": 1.0 - m["accuracy"], "weight_norm": _math.sqrt(sq),
+                              "error": 1.0 - m["accuracy"], "weight_norm": math.sqrt(sq),
                               "arc_length": float(seg[i]), "bn_policy": policy})
                 e = _ensemble_metrics([out1[s], out[s]], y, task)
                 ens.append({"path": name, "t": t, "split": s, "ensemble_nll": e["nll"],
@@ -454,10 +457,10 @@ def summarize(along: pd.DataFrame, metrics=("loss", "nll", "error")) -> pd.DataF
             v = g[metric].to_numpy(float)
             ends = 0.5 * (v[0] + v[-1])
             finite = np.isfinite(v).all()
-            vmax = float(np.max(v)) if finite else _math.nan
-            arc = _trapz(v, s) / s[-1] if finite and s[-1] > 0 else (float(np.mean(v)) if finite else _math.nan)
+            vmax = float(np.max(v)) if finite else math.nan
+            arc = _trapz(v, s) / s[-1] if finite and s[-1] > 0 else (float(np.mean(v)) if finite else math.nan)
             rows.append({"path": path, "split": split, "metric": metric, "barrier": vmax - ends,
-                         "max": vmax, "t_at_max": float(t[np.argmax(v)]) if finite else _math.nan,
+                         "max": vmax, "t_at_max": float(t[np.argmax(v)]) if finite else math.nan,
                          "endpoint_mean": ends, "t_mean": _trapz(v, t) / (t[-1] - t[0]),
                          "arc_length_mean": arc, "length": float(s[-1])})
     return pd.DataFrame(rows)
