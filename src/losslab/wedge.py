@@ -163,7 +163,7 @@ def tunnel_experiment(D: int, s: int, segments: int, d, subspace: str, steps: in
 # ---- experiment 3: radial probe -------------------------------------------------------------
 def radial_experiment(D: int, s: int, offset: float, directions: int, max_radius: float, points: int,
                       steps: int, lr: float, seed: int = 0, rotate: bool = False, init_mean: float = 0.0,
-                      init_std: float = 1.0) -> pd.DataFrame:
+                      init_std: float = 1.0, optimizer: str = "adam") -> pd.DataFrame:
     """Loss along ``w + r u`` for many random unit ``u`` from a point ``w`` near a wedge.
 
     ``w`` is an optimised point moved ``offset`` away from its wedge along a random short
@@ -171,7 +171,7 @@ def radial_experiment(D: int, s: int, offset: float, directions: int, max_radius
     """
     loss = WedgeLoss(D, s, rotate, seed)
     g = torch.Generator().manual_seed(seed + 7)
-    w = loss.nearest_point(train_optima(loss, 1, steps, lr, seed + 7, init_mean, init_std)[0])
+    w = loss.nearest_point(train_optima(loss, 1, steps, lr, seed + 7, init_mean, init_std, optimizer)[0])
     z = torch.zeros(D)
     idx = loss.short_set(w)
     bump = torch.randn(s, generator=g)

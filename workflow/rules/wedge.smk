@@ -23,7 +23,7 @@ rule wedge_hyperplanes:
     output:
         table=f"{TOY}/hyperplanes.parquet",
     params:
-        common=_WEDGE_COMMON,
+        common={k: v for k, v in _WEDGE_COMMON.items() if k not in ("lr", "steps")},  # the planes have their own
         exp=WEDGE["hyperplanes"],
     log:
         "logs/toy_wedge/hyperplanes.log",

@@ -9,7 +9,7 @@ base = dict(D=c["D"], s=c["s"], seed=c["seed"], rotate=c["rotate"], init_mean=c[
 rule = snakemake.rule
 log.info("%s: %s %s", rule, c, e)
 if rule == "wedge_hyperplanes":
-    table = wedge.hyperplane_experiment(dims=e["dims"], planes=e["planes"], steps=c["steps"], lr=c["lr"],
+    table = wedge.hyperplane_experiment(dims=e["dims"], planes=e["planes"], steps=e["steps"], lr=e["lr"],
                                         optimizer=c["optimizer"], **base)
     log.info("loss reaches ~0 from d = %s (s = %d)", wedge.transition_dim(table), c["s"])
     io.write_parquet(table, snakemake.output.table)
@@ -28,7 +28,8 @@ elif rule == "wedge_tunnel":
                      snakemake.output.summary)
 elif rule == "wedge_radial":
     table = wedge.radial_experiment(offset=e["offset"], directions=e["directions"], max_radius=e["max_radius"],
-                                    points=e["points"], steps=c["steps"], lr=c["lr"], **base)
+                                    points=e["points"], steps=c["steps"], lr=c["lr"],
+                                    optimizer=c["optimizer"], **base)
     io.write_parquet(table, snakemake.output.table)
 else:
     raise ValueError(f"unknown toy rule {rule}")
