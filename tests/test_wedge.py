@@ -187,3 +187,21 @@ def test_lanczos_matches_full_hessian_eigenvalues():
         hessian.top_eigenvalues(f, vec, 10, 5)
     # the network loss closure used by the connector stage is the same function
     assert float(connectors.NetworkLoss(fm, xd, y, "classification")(vec)) == pytest.approx(float(f(vec)), rel=1e-9)
+
+
+def test_network_loss_with_batchnorm_and_dropout_is_deterministic_and_lanczos_works():
+    from losslab import models
+    from losslab.flat import FlatModel
+
+    torch.manual_seed(0)
+    m = models.build_model({"name": "mlp", "width": 0.1, "dropout": 0.3, "batchnorm": True, "options": {}}, (1, 8, 8), 10)
+    fm = FlatModel(m)
+    before = {k: v.clone() for k, v in m.named_buffers()}
+    x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    loss = connectors.NetworkLoss(fm, x, y, "classification")
+    v = fm.flatten()
+    assert float(loss(v)) == float(loss(v))  # dropout off
+    eig = hessian.top_eigenvalues(loss, v, 3, 6)
+    assert eig[0] >= eig[1] >= eig[2] and eig[0] > 0
+    assert all(torch.equal(before[k], b) for k, b in m.named_buffers())  # running stats untouched
+    assert m.training  # module mode restored

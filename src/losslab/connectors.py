@@ -407,19 +407,27 @@ class NetworkLoss:
         self.lossf = loss_fn(task)
         self.batch_size = batch_size if batch_size and batch_size < len(x) else None
         self.gen = torch.Generator().manual_seed(seed)
-        fm.module.eval()
-        for m in fm.module.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.train()
-        self.buffers = {k: v.clone() for k, v in fm.module.named_buffers()}
+        self.bns = [m for m in fm.module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
     def __call__(self, vec: torch.Tensor) -> torch.Tensor:
         x, y = self.x, self.y
         if self.batch_size:
             idx = torch.randint(len(x), (self.batch_size,), generator=self.gen).to(x.device)
             x, y = x[idx], y[idx]
-        buffers = {k: v.clone() for k, v in self.buffers.items()} if self.buffers else None
-        return self.lossf(self.fm.forward(vec, x, buffers), y)
+        module = self.fm.module
+        modes = [(m, m.training) for m in module.modules()]
+        tracked = [(m, m.track_running_stats) for m in self.bns]
+        module.eval()  # dropout off
+        for m in self.bns:  # batch statistics, and no in-place running-stat update (safe under torch.func)
+            m.train()
+            m.track_running_stats = False
+        try:
+            return self.lossf(self.fm.forward(vec, x), y)
+        finally:
+            for m, mode in modes:
+                m.training = mode
+            for m, flag in tracked:
+                m.track_running_stats = flag
 
 
 def agreement(pred: torch.Tensor, ref: torch.Tensor) -> float:

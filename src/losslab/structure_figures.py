@@ -148,7 +148,10 @@ def plot_triangle(surface: pd.DataFrame, png, pdf=None) -> None:
         tri = mtri.Triangulation(xy[:, 0], xy[:, 1])
         cs = ax.tricontourf(tri, g["loss"].to_numpy(), levels=np.linspace(0, vmax, 21), cmap="viridis")
         for i, c in enumerate(corners):
-            ax.annotate(f"optimum {i}", c, ha="center", va="top" if i < 2 else "bottom", fontsize=8)
+            ax.annotate(f"optimum {i}", c, ha="center", va="top" if i < 2 else "bottom", fontsize=8,
+                        xytext=(0, -4 if i < 2 else 4), textcoords="offset points")
+        ax.set_xlim(-0.15, 1.15)
+        ax.set_ylim(-0.1, 0.98)
         ax.set_aspect("equal")
         ax.axis("off")
         title = {"flat": "flat simplex of the optima", "mconnector": "m-connector surface"}[name]
