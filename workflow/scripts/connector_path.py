@@ -19,13 +19,13 @@ frames = []
 for name, vecs in (("line", connectors.line_points(a, b, t)), ("connector", connectors.polyline(nodes["t"], nodes["points"], t))):
     rows = connectors.evaluate_vectors(fm, ev, ds.task, vecs, refs, bs)
     df = pd.DataFrame(rows)
-    df["t"] = t.numpy()[df["index"].to_numpy()]
+    df["t"] = t.cpu().numpy()[df["index"].to_numpy()]
     frames.append(df.drop(columns="index").assign(path=name))
 path = pd.concat(frames, ignore_index=True).assign(dataset=ds.name, model=pts[0].model_spec["name"],
                                                     setting=pts[0].meta.get("setting"),
                                                     bn_policy=fm.bn_policy(ev.bn_x.shape[0]))
 io.write_parquet(path, snakemake.output.path)
 cos = connectors.deviation_cosines(nodes["t"], nodes["points"]).cpu()
-io.write_parquet(connectors.cosine_table(nodes["t"], cos).assign(dataset=ds.name), snakemake.output.cosines)
+io.write_parquet(connectors.cosine_table(nodes["t"].cpu(), cos).assign(dataset=ds.name), snakemake.output.cosines)
 tr = path[path.split == "train"]
 log.info("max train loss: line %.4f, connector %.4f", tr[tr.path == "line"].loss.max(), tr[tr.path == "connector"].loss.max())

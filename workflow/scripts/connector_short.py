@@ -13,7 +13,7 @@ loss = connectors.NetworkLoss(fm, x, y, ds.task)
 nodes = io.load_tensors(snakemake.input.nodes, device)
 table = connectors.short_direction_rows(loss, nodes["points"], sd["top_k"], sd["iters"], sd["threshold"], sd["seed"],
                                         progress=True)
-table["t"] = nodes["t"].numpy()[table["index"].to_numpy()]
+table["t"] = nodes["t"].cpu().numpy()[table["index"].to_numpy()]
 table = table.rename(columns={"index": "node"}).assign(dataset=ds.name, model=pts[0].model_spec["name"],
                                                        samples=x.shape[0])
 io.write_parquet(table, snakemake.output.table)

@@ -17,7 +17,7 @@ full = connectors.NetworkLoss(fm, ds.train_x, ds.train_y, ds.task)
 rows = []
 with torch.no_grad():
     for k, (w, x) in enumerate(zip(res.bary, res.points)):
-        flat = w.to(X.dtype) @ X
+        flat = w.to(X.device, X.dtype) @ X
         rows.append({"node": k, **{f"w{i}": float(v) for i, v in enumerate(w)}, "flat_train_loss": float(full(flat)),
                      "node_train_loss": float(full(x)), "status": res.status[k]})
 io.write_parquet(pd.DataFrame(rows).assign(dataset=ds.name, resolution=p.resolution, n=X.shape[0]), snakemake.output.table)

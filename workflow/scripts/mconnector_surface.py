@@ -14,7 +14,7 @@ nodes = io.load_tensors(snakemake.input.nodes, device)
 res = connectors.MConnectorResult(nodes["bary"], nodes["points"], [], [], [], int(nodes["resolution"]))
 query = connectors.barycentric_grid(X.shape[0], p.eval_resolution)
 frames = []
-for name, vecs in (("mconnector", connectors.triangle_surface(res, query)), ("flat", query.to(X.dtype) @ X)):
+for name, vecs in (("mconnector", connectors.triangle_surface(res, query)), ("flat", query.to(X.device, X.dtype) @ X)):
     df = pd.DataFrame(connectors.evaluate_vectors(fm, ev, ds.task, vecs, None, bs))
     for i in range(query.shape[1]):
         df[f"w{i}"] = query[:, i].numpy()[df["index"].to_numpy()]
