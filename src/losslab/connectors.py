@@ -1,0 +1,504 @@
+"""Connectors and m-connectors (Fort & Jastrzebski, sections 4.2-4.3) over any loss on flat vectors.
+
+Everything here takes ``loss_fn``: a callable ``vec -> scalar`` on a 1-D tensor of ``D``
+entries. The same code therefore runs on the wedge toy landscape (:mod:`losslab.wedge`) and on
+networks (:func:`network_loss` wraps a :class:`losslab.flat.FlatModel`).
+
+Connector between optima ``a`` and ``b``:
+
+1. split the straight line into ``S`` segments (nodes ``t_k = k / S``);
+2. at each interior node choose a ``d``-dimensional subspace orthogonal to the line;
+3. minimise the loss inside the affine subspace through the node (start at the node);
+4. join ``a``, the optimised nodes and ``b`` piecewise-linearly.
+
+m-connector between ``n`` optima: the same with the nodes of a barycentric grid of the optima's
+convex hull, and subspaces orthogonal to the hull's affine span.
+
+Subspaces (``d`` directions orthogonal to ``k`` excluded ones):
+
+* ``d = None``: the full orthogonal complement (``D - k`` directions; the gradient is projected);
+* a dense random subspace: a seeded Gaussian ``D x d`` matrix with the excluded directions
+  removed, orthonormalised by QR. Used when ``3 * D * d`` floats fit ``memory_budget_mb``;
+* otherwise a block-wise random projection: the Gaussian columns are regenerated from the seed
+  block by block inside the forward and backward pass (a custom autograd function), so only one
+  block of ``D x b`` floats lives in memory. Its columns are scaled by ``1/sqrt(D)`` and are
+  orthonormal only approximately (exactly orthogonal to the excluded directions).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger("losslab")
+
+
+# ---- subspaces --------------------------------------------------------------------------
+def _remove(U: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """Project the excluded directions (orthonormal rows of ``U``) out of ``x`` (``[D]`` or ``[D, m]``)."""
+    if U is None or U.numel() == 0:
+        return x
+    if x.ndim == 1:
+        return x - U.T @ (U @ x)
+    return x - U.T @ (U @ x)
+
+
+class FullSubspace:
+    """The whole orthogonal complement of ``U`` (or the whole space): ``c`` has ``D`` entries."""
+
+    kind = "full"
+
+    def __init__(self, D: int, U: torch.Tensor | None = None):
+        self.D = D
+        self.U = U
+        self.dim = D - (0 if U is None else U.shape[0])
+        self.n_coords = D
+
+    def map(self, c: torch.Tensor) -> torch.Tensor:
+        return _remove(self.U, c)
+
+
+class MatrixSubspace:
+    """Span of the columns of an explicit ``D x d`` basis."""
+
+    kind = "dense"
+
+    def __init__(self, basis: torch.Tensor):
+        self.basis = basis
+        self.D, self.dim = basis.shape
+        self.n_coords = self.dim
+
+    def map(self, c: torch.Tensor) -> torch.Tensor:
+        return self.basis @ c
+
+
+class _BlockProject(torch.autograd.Function):
+    """``out = G c`` with ``G`` regenerated block by block from a seed (never stored whole)."""
+
+    @staticmethod
+    def forward(ctx, c, sub):
+        ctx.sub = sub
+        out = torch.zeros(sub.D, dtype=c.dtype, device=c.device)
+        for j, (lo, hi, G) in enumerate(sub.blocks(c.device, c.dtype)):
+            out += G @ c[lo:hi]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        sub = ctx.sub
+        parts = [G.T @ grad_out for (_, _, G) in sub.blocks(grad_out.device, grad_out.dtype)]
+        return torch.cat(parts), None
+
+
+class BlockRandomSubspace:
+    """A random ``d``-dimensional subspace whose ``D x d`` matrix never lives in memory at once."""
+
+    kind = "blockwise"
+
+    def __init__(self, D: int, d: int, U: torch.Tensor | None, seed: int, block_cols: int):
+        self.D, self.dim, self.U, self.seed = D, d, U, seed
+        self.block_cols = max(1, int(block_cols))
+        self.n_coords = d
+
+    def blocks(self, device, dtype):
+        for j, lo in enumerate(range(0, self.dim, self.block_cols)):
+            hi = min(self.dim, lo + self.block_cols)
+            g = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + j)
+            G = torch.randn(self.D, hi - lo, generator=g, device=device, dtype=dtype) / math.sqrt(self.D)
+            yield lo, hi, G
+
+    def map(self, c: torch.Tensor) -> torch.Tensor:
+        return _remove(self.U, _BlockProject.apply(c, self))
+
+
+def make_subspace(D: int, d: int | None, U: torch.Tensor | None = None, seed: int = 0,
+                  memory_budget_mb: float = 2048, device="cpu", dtype=torch.float32, key: str = "d"):
+    """A ``d``-dimensional random subspace orthogonal to the rows of ``U`` (``None``: all of it)."""
+    k = 0 if U is None else U.shape[0]
+    if d is None:
+        return FullSubspace(D, U)
+    if d < 1:
+        raise ValueError(f"{key} = {d} must be a positive number of directions (or null for the full hyperplane)")
+    if d > D - k:
+        raise ValueError(f"{key} = {d} is larger than the parameter count allows: the model has {D} parameters "
+                         f"and {D - k} directions orthogonal to the {k} excluded one(s)")
+    budget = memory_budget_mb * 2**20
+    itemsize = torch.finfo(dtype).bits // 8
+    if 3 * D * d * itemsize <= budget:
+        g = torch.Generator().manual_seed(seed)
+        G = torch.randn(D, d, generator=g, dtype=dtype).to(device)
+        G = _remove(U, G)
+        G = _remove(U, G)  # twice: numerically clean orthogonality
+        Q = torch.linalg.qr(G)[0]
+        return MatrixSubspace(Q)
+    block = max(1, int(budget // (2 * D * itemsize)))
+    log.info("random subspace D=%d d=%d exceeds the memory budget (%.0f MB): block-wise projection, %d columns per block",
+             D, d, memory_budget_mb, block)
+    return BlockRandomSubspace(D, d, U, seed, block)
+
+
+def orthonormal_rows(directions: torch.Tensor) -> torch.Tensor:
+    """Orthonormal basis (rows) of the span of the rows of ``directions``."""
+    q = torch.linalg.qr(directions.T.to(torch.float64))[0]
+    return q.T.to(directions.dtype).contiguous()
+
+
+# ---- optimisation inside an affine subspace -------------------------------------------------
+@dataclass
+class OptResult:
+    point: torch.Tensor
+    start_loss: float
+    final_loss: float
+    status: str
+    history: list = field(default_factory=list)
+
+
+def optimise_in_subspace(loss_fn, x0: torch.Tensor, subspace, steps: int, lr: float, optimizer: str = "adam",
+                         momentum: float = 0.9, schedule: str = "cosine", record_every: int = 0) -> OptResult:
+    """Minimise ``loss_fn(x0 + subspace.map(c))`` over ``c`` starting at ``c = 0``.
+
+    A non-finite loss stops the run with status ``diverged`` and returns the last finite point.
+    """
+    x0 = x0.detach()
+    c = torch.zeros(subspace.n_coords, dtype=x0.dtype, device=x0.device, requires_grad=True)
+    if optimizer == "adam":
+        opt = torch.optim.Adam([c], lr=lr)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD([c], lr=lr, momentum=momentum)
+    else:
+        raise ValueError(f"optimizer {optimizer!r}; allowed: adam, sgd")
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps)) if schedule == "cosine" else None
+    with torch.no_grad():
+        start = float(loss_fn(x0))
+    last_good = c.detach().clone()
+    status, history = "ok", []
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(x0 + subspace.map(c))
+        if not torch.isfinite(loss):
+            status = "diverged"
+            break
+        last_good = c.detach().clone()
+        if record_every and step % record_every == 0:
+            history.append((step, float(loss)))
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+    else:
+        last_good = c.detach().clone()
+    with torch.no_grad():
+        x = x0 + subspace.map(last_good)
+        final = float(loss_fn(x))
+    if not math.isfinite(final):
+        status = "diverged"
+    return OptResult(x.detach(), start, final, status, history)
+
+
+# ---- paths -----------------------------------------------------------------------------
+def check_optima(optima, min_count: int = 2, key: str = "optima") -> torch.Tensor:
+    optima = list(optima)
+    if len(optima) < min_count:
+        raise ValueError(f"{key}: an m-connector needs at least {min_count} optima, got {len(optima)}")
+    shapes = {tuple(o.shape) for o in optima}
+    if len(shapes) != 1:
+        raise ValueError(f"{key}: optima have different shapes {sorted(shapes)}; "
+                         "all must be flat vectors of one architecture")
+    if len(next(iter(shapes))) != 1:
+        raise ValueError(f"{key}: optima must be flat 1-D vectors, got shape {next(iter(shapes))}")
+    return torch.stack([o.detach() for o in optima])
+
+
+def line_points(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(t, dtype=a.dtype, device=a.device)
+    return a[None] + t[:, None] * (b - a)[None]
+
+
+def polyline(t_nodes: torch.Tensor, points: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear path through ``points`` (at parameters ``t_nodes``), evaluated at ``t``."""
+    t = torch.as_tensor(t, dtype=points.dtype, device=points.device).clamp(0, 1)
+    tn = t_nodes.to(points.device, points.dtype)
+    i = torch.searchsorted(tn, t, right=True).clamp(1, len(tn) - 1) - 1
+    w = ((t - tn[i]) / (tn[i + 1] - tn[i]))[:, None]
+    return points[i] * (1 - w) + points[i + 1] * w
+
+
+@dataclass
+class ConnectorResult:
+    t: torch.Tensor  # [S + 1] node parameters
+    points: torch.Tensor  # [S + 1, D]: a, optimised nodes, b
+    start_loss: list  # loss at each node before optimisation (on the line)
+    final_loss: list  # loss at each node after
+    status: list
+    subspace: str
+    dim: int
+
+
+def connector(loss_fn, a: torch.Tensor, b: torch.Tensor, segments: int, d: int | None, steps: int, lr: float,
+              optimizer: str = "adam", subspace: str = "shared", seed: int = 0, memory_budget_mb: float = 2048,
+              progress: bool = False) -> ConnectorResult:
+    """Low-loss connector between optima ``a`` and ``b`` through hyperplanes normal to the line.
+
+    ``subspace``: ``shared`` uses one random ``d``-dimensional subspace orthogonal to the line at
+    every node (so deviations at different nodes are comparable); ``per_point`` draws a fresh one
+    at each node; ``d = None`` uses the whole normal hyperplane.
+    """
+    pts = check_optima([a, b], 2, "connector endpoints")
+    a, b = pts
+    if segments < 2:
+        raise ValueError(f"segments = {segments}: a connector needs at least 2 segments (one interior node)")
+    if subspace not in ("shared", "per_point"):
+        raise ValueError(f"subspace = {subspace!r}; allowed: shared, per_point")
+    diff = b - a
+    if float(diff.norm()) == 0:
+        raise ValueError("the two optima are identical; there is nothing to connect")
+    U = (diff / diff.norm())[None]
+    D = a.numel()
+    t = torch.linspace(0, 1, segments + 1, dtype=a.dtype)
+    mk = lambda k: make_subspace(D, d, U, seed if subspace == "shared" else seed + 7919 * k,
+                                 memory_budget_mb, a.device, a.dtype)
+    shared = mk(0)
+    nodes, start, final, status = [a], [float(loss_fn(a).detach())], [float(loss_fn(a).detach())], ["ok"]
+    for k in tqdm(range(1, segments), desc="connector nodes", disable=not progress):
+        sub = shared if subspace == "shared" else mk(k)
+        x0 = a + t[k] * diff
+        res = optimise_in_subspace(loss_fn, x0, sub, steps, lr, optimizer)
+        log.info("node t=%.3f: loss %.4g -> %.4g (%s)", float(t[k]), res.start_loss, res.final_loss, res.status)
+        nodes.append(res.point)
+        start.append(res.start_loss)
+        final.append(res.final_loss)
+        status.append(res.status)
+    lb = float(loss_fn(b).detach())
+    nodes.append(b)
+    start.append(lb)
+    final.append(lb)
+    status.append("ok")
+    return ConnectorResult(t, torch.stack(nodes), start, final, status, shared.kind, shared.dim)
+
+
+def deviation_cosines(t: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity between the interior nodes' deviations from the straight line."""
+    a, b = points[0], points[-1]
+    dev = points[1:-1] - line_points(a, b, t[1:-1])
+    dev = dev / dev.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    return dev @ dev.T
+
+
+def cosine_table(t: torch.Tensor, cos: torch.Tensor) -> pd.DataFrame:
+    ti = t[1:-1]
+    n = len(ti)
+    return pd.DataFrame({
+        "i": torch.arange(n).repeat_interleave(n).numpy(), "j": torch.arange(n).repeat(n).numpy(),
+        "t_i": ti.repeat_interleave(n).numpy(), "t_j": ti.repeat(n).numpy(), "cosine": cos.reshape(-1).numpy(),
+    })
+
+
+# ---- m-connectors -------------------------------------------------------------------------
+def barycentric_grid(n: int, resolution: int) -> torch.Tensor:
+    """All points of the simplex with barycentric coordinates in multiples of ``1/resolution``."""
+    if n < 2:
+        raise ValueError(f"an m-connector needs at least 2 optima, got {n}")
+    if resolution < 1:
+        raise ValueError(f"resolution = {resolution} must be >= 1")
+    rows = [c for c in itertools.product(range(resolution + 1), repeat=n - 1) if sum(c) <= resolution]
+    rows = [(resolution - sum(c),) + c for c in rows]
+    return torch.tensor(rows, dtype=torch.float64) / resolution
+
+
+@dataclass
+class MConnectorResult:
+    bary: torch.Tensor  # [m, n] barycentric coordinates of the nodes
+    points: torch.Tensor  # [m, D] optimised nodes (vertices are the optima themselves)
+    start_loss: list
+    final_loss: list
+    status: list
+    resolution: int
+
+
+def hull_basis(optima: torch.Tensor) -> torch.Tensor:
+    """Orthonormal rows spanning the directions of the optima's affine hull."""
+    return orthonormal_rows(optima[1:] - optima[0])
+
+
+def m_connector(loss_fn, optima, resolution: int, d: int | None, steps: int, lr: float, optimizer: str = "adam",
+                seed: int = 0, memory_budget_mb: float = 2048, nodes: torch.Tensor | None = None,
+                progress: bool = False) -> MConnectorResult:
+    """Optimise the barycentric-grid nodes of the optima's convex hull in hyperplanes orthogonal to
+    the hull's affine span (one shared random ``d``-dimensional subspace, or the full complement)."""
+    X = check_optima(optima, 2, "m-connector optima")
+    n, D = X.shape
+    bary = barycentric_grid(n, resolution) if nodes is None else nodes.to(torch.float64)
+    U = hull_basis(X)
+    sub = make_subspace(D, d, U, seed, memory_budget_mb, X.device, X.dtype)
+    pts, start, final, status = [], [], [], []
+    for w in tqdm(bary, desc="m-connector nodes", disable=not progress):
+        x0 = w.to(X.dtype).to(X.device) @ X
+        if int((w > 0).sum()) == 1:  # a vertex: the optimum itself
+            l0 = float(loss_fn(x0).detach())
+            pts.append(x0)
+            start.append(l0)
+            final.append(l0)
+            status.append("ok")
+            continue
+        res = optimise_in_subspace(loss_fn, x0, sub, steps, lr, optimizer)
+        log.info("node %s: loss %.4g -> %.4g", [round(float(v), 3) for v in w], res.start_loss, res.final_loss)
+        pts.append(res.point)
+        start.append(res.start_loss)
+        final.append(res.final_loss)
+        status.append(res.status)
+    return MConnectorResult(bary, torch.stack(pts), start, final, status, resolution)
+
+
+def simplex_centre(loss_fn, optima, d: int | None, steps: int, lr: float, optimizer: str = "adam", seed: int = 0,
+                   memory_budget_mb: float = 2048) -> OptResult:
+    """The barycentre of the optima, optimised in a hyperplane orthogonal to their affine span."""
+    X = check_optima(optima, 2, "m-connector optima")
+    sub = make_subspace(X.shape[1], d, hull_basis(X), seed, memory_budget_mb, X.device, X.dtype)
+    return optimise_in_subspace(loss_fn, X.mean(0), sub, steps, lr, optimizer)
+
+
+def triangle_surface(res: MConnectorResult, query: torch.Tensor) -> torch.Tensor:
+    """Points of the piecewise-linear surface through the optimised nodes of a 3-optima grid.
+
+    The grid triangulates the simplex into small triangles; a query (barycentric, ``[q, 3]``) is
+    the linear combination of the three nodes of the small triangle holding it.
+    """
+    if res.bary.shape[1] != 3:
+        raise ValueError("triangle_surface needs an m-connector of exactly 3 optima")
+    r = res.resolution
+    index = {tuple(int(round(v)) for v in (row * r).tolist()): i for i, row in enumerate(res.bary)}
+    q = query.to(torch.float64) * r
+    out = []
+    for u, v in zip(q[:, 1].tolist(), q[:, 2].tolist()):
+        i, j = min(int(math.floor(u + 1e-9)), r), min(int(math.floor(v + 1e-9)), r)
+        if i + j >= r:  # on the outer edge: step back into the grid
+            i, j = (i - 1, j) if i > 0 else (i, j - 1)
+        fu, fv = u - i, v - j
+        if fu + fv <= 1 + 1e-12:
+            tri = [(i, j), (i + 1, j), (i, j + 1)]
+            wts = [1 - fu - fv, fu, fv]
+        else:
+            tri = [(i + 1, j + 1), (i, j + 1), (i + 1, j)]
+            wts = [fu + fv - 1, 1 - fu, 1 - fv]
+        x = sum(w * res.points[index[(r - a - b, a, b)]] for w, (a, b) in zip(wts, tri))
+        out.append(x)
+    return torch.stack(out)
+
+
+# ---- networks -----------------------------------------------------------------------------
+class NetworkLoss:
+    """``vec -> training loss`` of a :class:`~losslab.flat.FlatModel` on fixed tensors.
+
+    ``batch_size=None``: the full given data (deterministic; used for Lanczos). Otherwise each
+    call draws a fresh seeded minibatch (stochastic optimisation on large training sets).
+    BatchNorm layers use the batch statistics of the data they see (there are no fixed running
+    statistics at a new point); dropout is off.
+    """
+
+    def __init__(self, fm, x: torch.Tensor, y: torch.Tensor, task: str, batch_size: int | None = None, seed: int = 0):
+        from .flat import loss_fn
+
+        self.fm, self.x, self.y, self.task = fm, x, y, task
+        self.lossf = loss_fn(task)
+        self.batch_size = batch_size if batch_size and batch_size < len(x) else None
+        self.gen = torch.Generator().manual_seed(seed)
+        self.bns = [m for m in fm.module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+    def __call__(self, vec: torch.Tensor) -> torch.Tensor:
+        x, y = self.x, self.y
+        if self.batch_size:
+            idx = torch.randint(len(x), (self.batch_size,), generator=self.gen).to(x.device)
+            x, y = x[idx], y[idx]
+        module = self.fm.module
+        modes = [(m, m.training) for m in module.modules()]
+        tracked = [(m, m.track_running_stats) for m in self.bns]
+        module.eval()  # dropout off
+        for m in self.bns:  # batch statistics, and no in-place running-stat update (safe under torch.func)
+            m.train()
+            m.track_running_stats = False
+        try:
+            return self.lossf(self.fm.forward(vec, x), y)
+        finally:
+            for m, mode in modes:
+                m.training = mode
+            for m, flag in tracked:
+                m.track_running_stats = flag
+
+
+def agreement(pred: torch.Tensor, ref: torch.Tensor) -> float:
+    """Fraction of predictions equal to a reference's predictions."""
+    return float((pred == ref).float().mean())
+
+
+def load_network_optima(paths, dataset_cfg: dict, device="cpu"):
+    """Endpoint checkpoints -> (dataset on ``device``, FlatModel, stacked flat optima, Points).
+
+    Raises a clear error when the checkpoints come from different architectures.
+    """
+    from . import data, io, models
+    from .flat import FlatModel
+
+    points = {str(p): io.load_point(p) for p in paths}
+    io.check_compatible(points)
+    pts = list(points.values())
+    for name, p in points.items():
+        if p.status != "ok":
+            log.warning("optimum %s has status %s", name, p.status)
+    keys = ("name", "data_dir", "download", "split_seed", "test_fraction", "augment")
+    ds = data.load_dataset(**{k: dataset_cfg[k] for k in keys}).to(device)
+    fm = FlatModel(models.build_model(pts[0].model_spec, ds.in_shape, ds.num_outputs).to(device))
+    X = check_optima([p.flat.to(device) for p in pts], 1, "optima")
+    return ds, fm, X, pts
+
+
+@torch.no_grad()
+def evaluate_vectors(fm, ev, task: str, vectors: torch.Tensor, refs: dict | None = None,
+                     batch_size: int = 4096) -> list[dict]:
+    """Loss, accuracy and (classification) agreement with reference predictions at each vector.
+
+    ``refs`` maps a name to ``{split: predictions}``; the result has ``agree_<name>`` columns:
+    the fraction of the split's predictions equal to that reference's. BatchNorm statistics are
+    recomputed at each vector on ``ev.bn_x``.
+    """
+    from .flat import metrics_from_outputs
+
+    rows = []
+    for i, vec in enumerate(vectors):
+        buffers = fm.recompute_bn(vec, ev.bn_x) if fm.has_bn else None
+        for split in ("train", "test"):
+            x, y = ev.split(split)
+            out = fm.outputs(vec, x, buffers, batch_size)
+            row = {"index": i, "split": split, **metrics_from_outputs(out, y, task)}
+            if task == "classification":
+                pred = out.argmax(-1)
+                for name, ref in (refs or {}).items():
+                    row[f"agree_{name}"] = agreement(pred, ref[split])
+            rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def reference_predictions(fm, ev, vec: torch.Tensor, batch_size: int = 4096) -> dict:
+    buffers = fm.recompute_bn(vec, ev.bn_x) if fm.has_bn else None
+    return {s: fm.outputs(vec, ev.split(s)[0], buffers, batch_size).argmax(-1) for s in ("train", "test")}
+
+
+def short_direction_rows(loss_fn, vectors: torch.Tensor, top_k: int, iters: int, threshold: float, seed: int = 0,
+                         progress: bool = False) -> pd.DataFrame:
+    """Top Hessian eigenvalues at each vector, long format, with a ``short`` flag (> threshold)."""
+    from .hessian import count_short, top_eigenvalues
+
+    rows = []
+    for i, vec in enumerate(tqdm(vectors, desc="Lanczos", disable=not progress)):
+        eig = top_eigenvalues(loss_fn, vec, top_k, iters, seed).cpu()
+        n_short = count_short(eig, threshold)
+        log.info("point %d: top eigenvalue %.4g, %d short directions (> %g)", i, float(eig[0]), n_short, threshold)
+        for r, v in enumerate(eig.tolist()):
+            rows.append({"index": i, "rank": r, "eigenvalue": v, "short": v > threshold, "threshold": threshold,
+                         "short_count": n_short, "top_k": top_k, "iters": iters})
+    return pd.DataFrame(rows)
