@@ -7,7 +7,7 @@
 from types import SimpleNamespace
 
 SWA_KEYS = ("optimizer", "momentum", "l2", "batch_size", "epochs", "snapshot_every", "cycle_min_ratio", "line_points")
-SWA_LRS = {f"{lr:g}": float(lr) for lr in config["swa"]["lrs"]}
+SWA_LRS = {f"{lr:g}".replace("e+", "e"): float(lr) for lr in config["swa"]["lrs"]}
 
 
 def _check_swa():
@@ -43,7 +43,7 @@ rule swa_run:
         f"logs/{DS}/{MODEL}/swa/{{schedule}}/lr{{lr}}/seed{{seed}}.log",
     wildcard_constraints:
         schedule="constant|cyclic",
-        lr="[0-9.e+-]+",
+        lr="[0-9.e-]+",
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),

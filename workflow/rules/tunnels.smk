@@ -9,6 +9,11 @@ TUNNEL_KEYS = ("directions", "normalization", "r_max", "threshold_mode", "thresh
                "bisection_steps", "direction_seed")
 
 
+def value_label(v):
+    """Path-safe text of a number: 0.003 -> '0.003', 1e6 -> '1e06' (no '+')."""
+    return f"{v:g}".replace("e+", "e")
+
+
 def _base_value(param):
     if param in ("width", "dropout"):
         return config["model"][param]
@@ -26,7 +31,7 @@ def _sweep_settings():
             if base_ok and float(v) == float(_base_value(param)):
                 name = "default"
             else:
-                name = f"{param}-{v:g}"
+                name = f"{param}-{value_label(v)}"
                 register_setting(name, {param: v})
             rows.append({"param": param, "value": float(v), "setting": name})
     if config["tunnels"]["threshold_mode"] == "relative" and config["tunnels"]["threshold"] <= 1:
