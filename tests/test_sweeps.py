@@ -279,3 +279,14 @@ def test_tiny_sweep_end_to_end_with_a_diverged_setting(tmp_path):
     proc = snakemake(tmp_path, *TARGETS, "-n", "--configfile", str(TINY), str(extra), str(more), configfile=None)
     jobs = planned_jobs(proc)
     assert jobs.get("swa_run") == 2 and "train_endpoint" not in jobs and "tunnel_widths" not in jobs
+
+
+def test_chunk_for_budget_shrinks_with_data_and_grows_with_budget(digits_small):
+    ds, _ = digits_small
+    fm = FlatModel(build_model({"name": "simplecnn"}, ds.in_shape, 10))
+    acts = tunnels.activation_floats(fm.module, ds.in_shape)
+    assert acts >= 16 * 8 * 8  # at least the first conv's output
+    small = tunnels.chunk_for_budget(fm, ds.in_shape, 1000, 64)
+    big = tunnels.chunk_for_budget(fm, ds.in_shape, 1000, 1024)
+    assert 1 <= small < big
+    assert tunnels.chunk_for_budget(fm, ds.in_shape, 100, 64) > small

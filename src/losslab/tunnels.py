@@ -156,10 +156,29 @@ def model_loss_fn(fm: FlatModel, x: torch.Tensor, y: torch.Tensor, task: str, bu
     return lambda vecs: batch_losses(fm, vecs, x, y, task, buffers, bn_x, chunk)
 
 
-def chunk_for_budget(fm: FlatModel, n_samples: int, budget_mb: int, activation_factor: int = 64) -> int:
-    """How many weight vectors to evaluate per vmap pass within a memory budget (rough)."""
-    per_point = 4 * (fm.numel + activation_factor * n_samples * 64)
-    return max(1, min(256, int(budget_mb * 2**20 // max(1, per_point))))
+def activation_floats(module: torch.nn.Module, in_shape) -> int:
+    """Floats of every leaf module's output for one input sample (a rough activation size)."""
+    total = [0]
+    hooks = [m.register_forward_hook(lambda m, i, o: total.__setitem__(0, total[0] + o.numel()))
+             for m in module.modules() if not list(m.children())]
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            p = next(module.parameters())
+            module(torch.zeros(1, *in_shape, device=p.device, dtype=p.dtype))
+    finally:
+        module.train(was)
+        for h in hooks:
+            h.remove()
+    return total[0]
+
+
+def chunk_for_budget(fm: FlatModel, in_shape, n_samples: int, budget_mb: int) -> int:
+    """How many weight vectors one vmap pass may evaluate within ``budget_mb`` (an estimate:
+    each point holds its parameters and the activations of ``n_samples`` inputs)."""
+    per_point = 4 * (fm.numel + n_samples * activation_floats(fm.module, in_shape))
+    return max(1, min(512, int(budget_mb * 2**20 // max(1, per_point))))
 
 
 def probe_rows(res: TunnelResult, wnorm: float, **ids) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -17,7 +17,9 @@ ds = data.load_dataset(**{k: spec["dataset"][k] for k in ("name", "data_dir", "d
 e = spec["evaluation"]
 ev = data.eval_data(ds, e["train_size"], e["test_size"], e["bn_size"], e["seed"], device)
 fm = FlatModel(build_model(spec["model"], ds.in_shape, ds.num_outputs).to(device))
-chunk = tunnels.chunk_for_budget(fm, e["train_size"], snakemake.config["compute"]["memory_budget_mb"])
+chunk = tunnels.chunk_for_budget(fm, ds.in_shape, min(e["train_size"], len(ds.train_y)),
+                                 snakemake.config["compute"]["memory_budget_mb"])
+log.info("evaluating %d weight vectors per vmap pass", chunk)
 ids = dict(dataset=wc.dataset, model=wc.model, setting=wc.setting)
 
 widths, profiles = [], []
