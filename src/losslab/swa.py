@@ -1,0 +1,225 @@
+"""SWA against snapshot ensembles (Fort & Jastrzebski, section 4.5, Figure 6).
+
+From a trained endpoint, training continues for ``epochs`` epochs with one learning rate and one
+of two schedules, and a *snapshot* of the weights is taken every ``snapshot_every`` epochs:
+
+- ``constant``: the learning rate stays at ``lr``;
+- ``cyclic``: every cycle of ``snapshot_every`` epochs the learning rate falls from ``lr`` to
+  ``lr * cycle_min_ratio`` along a cosine, step by step, and restarts (the snapshot-ensemble
+  schedule of Huang et al., 2017); snapshots are taken at the low end of each cycle.
+
+The snapshots are then compared on the fixed evaluation subsets:
+
+- **SWA**: the mean of the snapshot weight vectors, accumulated with
+  ``torch.optim.swa_utils.AveragedModel``; BatchNorm statistics are recomputed at the mean with
+  ``swa_utils.update_bn`` on the fixed un-augmented subset;
+- **ensemble**: the predicted class probabilities of the snapshots, averaged;
+- every **individual snapshot**.
+
+To show whether consecutive snapshots share one low-loss wedge, the loss is also evaluated along
+the straight segment between each pair of consecutive snapshots and at the mean of all
+snapshots. A high learning rate that moves the weights into another wedge between snapshots
+shows up as a barrier on these segments and a high loss at the mean.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from torch.optim.swa_utils import AveragedModel, update_bn
+from tqdm import tqdm
+
+from .data import Dataset, EvalData, augment_batch
+from .flat import FlatModel, loss_fn, metrics_from_outputs
+from .io import Point
+from .train import TrainSettings, make_optimizer
+
+log = logging.getLogger("losslab")
+
+SCHEDULES = ("constant", "cyclic")
+
+
+@dataclass
+class SwaSettings:
+    lr: float
+    schedule: str = "constant"  # constant | cyclic
+    epochs: int = 10
+    snapshot_every: int = 2
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    l2: float = 0.0
+    batch_size: int = 64
+    cycle_min_ratio: float = 0.01
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown SWA schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        if self.snapshot_every < 1:
+            raise ValueError(f"swa.snapshot_every must be at least 1, got {self.snapshot_every}")
+        if self.epochs // self.snapshot_every < 2:
+            raise ValueError(
+                f"swa.epochs = {self.epochs} with swa.snapshot_every = {self.snapshot_every} gives fewer than "
+                "2 snapshots; raise swa.epochs or lower swa.snapshot_every")
+
+    @property
+    def n_snapshots(self) -> int:
+        return self.epochs // self.snapshot_every
+
+
+def lr_at(s: SwaSettings, step: int, steps_per_epoch: int) -> float:
+    """Learning rate at a global optimisation step (cyclic: cosine within each cycle)."""
+    if s.schedule == "constant":
+        return s.lr
+    cycle = s.snapshot_every * steps_per_epoch
+    frac = (step % cycle) / max(1, cycle - 1)
+    lo = s.lr * s.cycle_min_ratio
+    return lo + 0.5 * (s.lr - lo) * (1.0 + math.cos(math.pi * frac))
+
+
+@dataclass
+class SwaRun:
+    snapshots: torch.Tensor  # [S, D] snapshot weight vectors
+    snapshot_buffers: list[dict]
+    swa: torch.Tensor  # [D] AveragedModel's parameters
+    swa_buffers: dict
+    status: str  # ok | diverged
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def continue_training(fm: FlatModel, start: Point, ds: Dataset, s: SwaSettings, seed: int,
+                      bn_x: torch.Tensor, device="cpu") -> SwaRun:
+    """Train on from ``start``; snapshot every ``snapshot_every`` epochs; average with SWA."""
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model = copy.deepcopy(fm.module).to(device)
+    fm.load_into(start.flat.to(device), model, {k: v.to(device) for k, v in start.buffers.items()})
+    opt = make_optimizer(model.parameters(), TrainSettings(optimizer=s.optimizer, lr=s.lr, momentum=s.momentum, l2=s.l2))
+    swa_model = AveragedModel(model)
+    gen = torch.Generator().manual_seed(int(seed) + 104729)
+    lossf = loss_fn(ds.task)
+    ds = ds.to(device)
+    n = ds.train_x.shape[0]
+    spe = math.ceil(n / s.batch_size)
+    snaps, snap_bufs, rows = [], [], []
+    status = "ok"
+    step = 0
+    for epoch in tqdm(range(s.epochs), desc=f"{s.schedule} lr={s.lr:g}", mininterval=2.0, ascii=True):
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(device)
+        total = 0.0
+        for i in range(0, n, s.batch_size):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(s, step, spe)
+            idx = perm[i : i + s.batch_size]
+            loss = lossf(model(augment_batch(ds.train_x[idx], ds.augment, gen)), ds.train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * idx.numel()
+            step += 1
+        running = total / n
+        vec = fm.flatten(model)
+        rows.append({"epoch": epoch + 1, "running_loss": running, "lr_last": opt.param_groups[0]["lr"]})
+        if not (math.isfinite(running) and bool(torch.isfinite(vec).all())):
+            status = "diverged"
+            log.warning("epoch %d: loss %s is not finite; recording the run as diverged", epoch + 1, running)
+            break
+        if (epoch + 1) % s.snapshot_every == 0:
+            snaps.append(vec.clone())
+            snap_bufs.append(fm.buffers(model))
+            swa_model.update_parameters(model)
+            log.info("epoch %d: snapshot %d (running loss %.4f)", epoch + 1, len(snaps), running)
+    if status == "ok" and fm.has_bn:
+        update_bn(list(bn_x.to(device).split(256)), swa_model)
+    swa_vec = fm.flatten(swa_model.module)
+    swa_bufs = fm.buffers(swa_model.module)
+    stacked = torch.stack(snaps) if snaps else torch.empty(0, fm.numel, device=device)
+    return SwaRun(stacked, snap_bufs, swa_vec, swa_bufs, status, pd.DataFrame(rows))
+
+
+def _outputs(fm: FlatModel, vec: torch.Tensor, x: torch.Tensor, bn_x: torch.Tensor, buffers: dict | None = None):
+    if fm.has_bn and buffers is None:
+        buffers = fm.recompute_bn(vec, bn_x)
+    return fm.outputs(vec, x, buffers or None)
+
+
+def ensemble_metrics(outputs: list[torch.Tensor], y: torch.Tensor, task: str) -> dict[str, float]:
+    """Averaged predicted probabilities (classification) or averaged outputs (regression)."""
+    if task == "classification":
+        probs = torch.stack([o.softmax(-1) for o in outputs]).mean(0)
+        nll = torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y).item()
+        return {"loss": nll, "accuracy": (probs.argmax(-1) == y).float().mean().item()}
+    return metrics_from_outputs(torch.stack(outputs).mean(0), y, task)
+
+
+def evaluate_run(fm: FlatModel, run: SwaRun, ev: EvalData, task: str, line_points: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tables of one run: ``points`` (kind snapshot|swa|ensemble, per split) and ``lines``
+    (loss along consecutive-snapshot segments, kind line, and at the snapshots' mean, kind mean)."""
+    if run.status != "ok" or run.snapshots.shape[0] == 0:
+        nan = math.nan
+        pts = pd.DataFrame([{"kind": k, "index": -1, "split": sp, "loss": nan, "accuracy": nan}
+                            for k in ("swa", "ensemble", "snapshot") for sp in ("train", "test")])
+        lines = pd.DataFrame([{"kind": "mean", "pair": -1, "t": nan, "split": "train", "loss": nan, "accuracy": nan}])
+        return pts, lines
+    rows, line_rows = [], []
+    for split in ("train", "test"):
+        x, y = ev.split(split)
+        outs = []
+        for i, v in enumerate(run.snapshots):
+            o = _outputs(fm, v, x, ev.bn_x)
+            outs.append(o)
+            rows.append({"kind": "snapshot", "index": i, "split": split, **metrics_from_outputs(o, y, task)})
+        rows.append({"kind": "ensemble", "index": -1, "split": split, **ensemble_metrics(outs, y, task)})
+        swa_out = _outputs(fm, run.swa, x, ev.bn_x, run.swa_buffers if fm.has_bn else None)
+        rows.append({"kind": "swa", "index": -1, "split": split, **metrics_from_outputs(swa_out, y, task)})
+        ts = torch.linspace(0, 1, line_points)
+        for i in range(run.snapshots.shape[0] - 1):
+            a, b = run.snapshots[i], run.snapshots[i + 1]
+            for t in ts.tolist():
+                o = _outputs(fm, (1 - t) * a + t * b, x, ev.bn_x)
+                line_rows.append({"kind": "line", "pair": i, "t": t, "split": split, **metrics_from_outputs(o, y, task)})
+        mean = run.snapshots.mean(0)
+        line_rows.append({"kind": "mean", "pair": -1, "t": math.nan, "split": split,
+                          **metrics_from_outputs(_outputs(fm, mean, x, ev.bn_x), y, task)})
+    return pd.DataFrame(rows), pd.DataFrame(line_rows)
+
+
+def summarise(points: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
+    """One row per split of ONE run: SWA, ensemble, best and mean single snapshot, barriers.
+
+    The best snapshot is the one with the highest accuracy on that split (lowest loss for
+    regression). ``barrier`` is the largest rise of the loss along a consecutive-snapshot
+    segment above the higher of its two ends; ``mean_loss`` is the loss at the snapshots' mean.
+    """
+    out = []
+    for split in ("train", "test"):
+        g = points[points["split"] == split]
+        rec = {"split": split}
+        for kind in ("swa", "ensemble"):
+            r = g[g["kind"] == kind]
+            rec[f"{kind}_loss"] = float(r["loss"].iloc[0]) if len(r) else math.nan
+            rec[f"{kind}_accuracy"] = float(r["accuracy"].iloc[0]) if len(r) else math.nan
+        snaps = g[(g["kind"] == "snapshot") & g["loss"].notna()]
+        if len(snaps):
+            order = (["accuracy", "loss"], [False, True]) if snaps["accuracy"].notna().any() else (["loss"], [True])
+            best = snaps.sort_values(order[0], ascending=order[1]).iloc[0]
+            rec.update(best_loss=float(best["loss"]), best_accuracy=float(best["accuracy"]),
+                       snapshot_mean_loss=float(snaps["loss"].mean()),
+                       snapshot_mean_accuracy=float(snaps["accuracy"].mean()), n_snapshots=int(len(snaps)))
+        else:
+            rec.update(best_loss=math.nan, best_accuracy=math.nan, snapshot_mean_loss=math.nan,
+                       snapshot_mean_accuracy=math.nan, n_snapshots=0)
+        lk = lines[lines["split"] == split]
+        barriers = []
+        for _, seg in lk[lk["kind"] == "line"].groupby("pair"):
+            seg = seg.sort_values("t")
+            barriers.append(float(seg["loss"].max() - max(seg["loss"].iloc[0], seg["loss"].iloc[-1])))
+        rec["barrier"] = max(barriers) if barriers else math.nan
+        m = lk[lk["kind"] == "mean"]
+        rec["mean_loss"] = float(m["loss"].iloc[0]) if len(m) else math.nan
+        out.append(rec)
+    return pd.DataFrame(out)

@@ -1,0 +1,247 @@
+"""Radial tunnel width around an optimum (Fort & Jastrzebski, section 4.4, Figure 5).
+
+From a trained point ``w`` draw K random unit directions ``d_k`` and look at the train loss along
+each ray ``w + r d_k`` for ``r`` in ``[0, r_max]``. The *width* of the tunnel along a ray is the
+distance ``r`` at which the loss first exceeds a threshold (absolute, or a multiple of the loss at
+``w``). It is found for all rays at once:
+
+1. a coarse profile: the loss at ``profile_points`` evenly spaced radii on every ray, in one
+   batch of ``K * profile_points`` weight vectors (also stored for plotting);
+2. the first profile radius above the threshold brackets the crossing on each ray;
+3. batched bisection: every step evaluates the midpoints of all K brackets in one batch.
+
+Rays whose loss stays below the threshold up to ``r_max`` are *censored*: their width is reported
+as ``r_max`` with ``reached = False``.
+
+Directions are plain Gaussian vectors scaled to unit length, or *per-filter normalised*
+(Li et al., 2018): each filter (output slice) of the Gaussian direction is rescaled to the norm of
+the matching filter of ``w`` and the whole direction is then scaled to unit length again, so that
+``r`` is always a Euclidean distance in weight space.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch.func import functional_call, vmap
+
+from .flat import FlatModel, loss_fn
+
+NORMALIZATIONS = ("gaussian", "filter")
+THRESHOLD_MODES = ("absolute", "relative")
+
+
+def random_directions(fm: FlatModel, w: torch.Tensor, k: int, normalization: str = "gaussian",
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """``k`` random unit directions ``[k, D]`` (on ``w``'s device and dtype)."""
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown direction normalization {normalization!r}; allowed: {', '.join(NORMALIZATIONS)}")
+    if k < 1:
+        raise ValueError(f"need at least one direction, got {k}")
+    d = torch.randn(k, fm.numel, generator=generator, dtype=torch.float64).to(w.device, w.dtype)
+    if normalization == "filter":
+        wp = fm.params(w)
+        dp = fm.params(d)  # views into d, shape [k, *param shape]
+        for name, wt in wp.items():
+            dt = dp[name]
+            if wt.ndim <= 1:  # biases and 1-D parameters: the whole tensor is one "filter"
+                wn = wt.norm()
+                dn = dt.reshape(k, -1).norm(dim=1).clamp_min(1e-12)
+                dt.mul_((wn / dn).reshape(k, *([1] * wt.ndim)))
+            else:
+                wn = wt.reshape(wt.shape[0], -1).norm(dim=1)  # [out]
+                dn = dt.reshape(k, wt.shape[0], -1).norm(dim=2).clamp_min(1e-12)  # [k, out]
+                dt.mul_((wn[None] / dn).reshape(k, wt.shape[0], *([1] * (wt.ndim - 1))))
+    return d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def batch_losses(fm: FlatModel, vecs: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: str,
+                 buffers: dict | None = None, bn_x: torch.Tensor | None = None, chunk: int = 16) -> torch.Tensor:
+    """Mean loss of the model at each row of ``vecs`` ``[N, D]`` on ``(x, y)``; returns ``[N]``.
+
+    Models without BatchNorm evaluate ``chunk`` weight vectors per forward pass with
+    ``torch.func.vmap``. BatchNorm models recompute the running statistics at every point on
+    ``bn_x`` (one point at a time); non-finite losses come back as ``inf``.
+    """
+    lossf = loss_fn(task)
+    out = []
+    was = fm.module.training
+    fm.module.eval()
+    try:
+        with torch.no_grad():
+            if fm.has_bn:
+                if bn_x is None:
+                    raise ValueError("a BatchNorm model needs bn_x to recompute statistics at each point")
+                for v in vecs:
+                    bufs = fm.recompute_bn(v, bn_x)
+                    out.append(lossf(fm.forward(v, x, bufs), y).reshape(1))
+            else:
+                extra = dict(buffers or {})
+
+                def one(v):
+                    state = {**fm.params(v), **extra}
+                    return lossf(functional_call(fm.module, state, (x,)), y)
+
+                batched = vmap(one)
+                for part in vecs.split(chunk):
+                    out.append(batched(part))
+    finally:
+        fm.module.train(was)
+    res = torch.cat(out)
+    return torch.where(torch.isfinite(res), res, torch.full_like(res, math.inf))
+
+
+@dataclass
+class TunnelResult:
+    widths: torch.Tensor  # [K] distance of the first threshold crossing (r_max when censored)
+    reached: torch.Tensor  # [K] bool: the loss exceeded the threshold within r_max
+    threshold: float
+    loss0: float
+    radii: torch.Tensor  # [P] profile radii
+    profile: torch.Tensor  # [K, P] loss along each ray at the profile radii
+
+
+def tunnel_widths(loss_of, w: torch.Tensor, dirs: torch.Tensor, r_max: float, threshold: float,
+                  mode: str = "absolute", profile_points: int = 11, steps: int = 20) -> TunnelResult:
+    """Width of the low-loss tunnel along each direction, by batched bisection.
+
+    ``loss_of(vecs [N, D]) -> [N]`` evaluates many points at once. ``mode='relative'`` makes the
+    threshold ``threshold * loss(w)``. Bisection starts from the first coarse-profile radius whose
+    loss exceeds the threshold, so the result is the *first* crossing up to the profile spacing.
+    """
+    if mode not in THRESHOLD_MODES:
+        raise ValueError(f"unknown threshold mode {mode!r}; allowed: {', '.join(THRESHOLD_MODES)}")
+    if profile_points < 2:
+        raise ValueError(f"profile_points must be at least 2, got {profile_points}")
+    if not r_max > 0:
+        raise ValueError(f"r_max must be positive, got {r_max}")
+    k = dirs.shape[0]
+    loss0 = float(loss_of(w[None])[0])
+    if not math.isfinite(loss0):
+        raise ValueError(f"the loss at the optimum is not finite ({loss0}); the run has diverged")
+    thr = threshold * loss0 if mode == "relative" else float(threshold)
+
+    radii = torch.linspace(0.0, float(r_max), profile_points, dtype=w.dtype, device=w.device)
+    pts = w[None, None] + radii[None, :, None] * dirs[:, None, :]  # [K, P, D]
+    profile = loss_of(pts.reshape(-1, w.numel())).reshape(k, profile_points)
+    profile[:, 0] = loss0
+    above = profile > thr  # [K, P]
+    reached = above.any(dim=1)
+    first = torch.where(reached, above.float().argmax(dim=1), torch.full((k,), profile_points - 1, device=w.device))
+
+    widths = torch.full((k,), float(r_max), dtype=w.dtype, device=w.device)
+    at_zero = reached & (first == 0)
+    widths[at_zero] = 0.0
+    active = reached & (first > 0)
+    if active.any():
+        idx = active.nonzero().squeeze(1)
+        lo = radii[first[idx] - 1].clone()
+        hi = radii[first[idx]].clone()
+        d = dirs[idx]
+        for _ in range(steps):
+            mid = 0.5 * (lo + hi)
+            lm = loss_of(w[None] + mid[:, None] * d)
+            up = lm > thr
+            hi = torch.where(up, mid, hi)
+            lo = torch.where(up, lo, mid)
+        widths[idx] = hi
+    return TunnelResult(widths, reached, thr, loss0, radii, profile)
+
+
+def model_loss_fn(fm: FlatModel, x: torch.Tensor, y: torch.Tensor, task: str, buffers: dict | None = None,
+                  bn_x: torch.Tensor | None = None, chunk: int = 16):
+    """``vecs -> losses`` for :func:`tunnel_widths` on fixed tensors."""
+    return lambda vecs: batch_losses(fm, vecs, x, y, task, buffers, bn_x, chunk)
+
+
+def activation_floats(module: torch.nn.Module, in_shape) -> int:
+    """Floats of every leaf module's output for one input sample (a rough activation size)."""
+    total = [0]
+    hooks = [m.register_forward_hook(lambda m, i, o: total.__setitem__(0, total[0] + o.numel()))
+             for m in module.modules() if not list(m.children())]
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            p = next(module.parameters())
+            module(torch.zeros(1, *in_shape, device=p.device, dtype=p.dtype))
+    finally:
+        module.train(was)
+        for h in hooks:
+            h.remove()
+    return total[0]
+
+
+def chunk_for_budget(fm: FlatModel, in_shape, n_samples: int, budget_mb: int) -> int:
+    """How many weight vectors one vmap pass may evaluate within ``budget_mb`` (an estimate:
+    each point holds its parameters and the activations of ``n_samples`` inputs)."""
+    per_point = 4 * (fm.numel + n_samples * activation_floats(fm.module, in_shape))
+    return max(1, min(512, int(budget_mb * 2**20 // max(1, per_point))))
+
+
+def probe_rows(res: TunnelResult, wnorm: float, **ids) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Long tables of one optimum: widths per direction and the coarse loss-vs-r profile."""
+    k = res.widths.shape[0]
+    widths = pd.DataFrame({
+        **{c: [v] * k for c, v in ids.items()},
+        "direction": range(k),
+        "width": res.widths.cpu().double().numpy(),
+        "width_rel": (res.widths.cpu().double() / max(wnorm, 1e-12)).numpy(),
+        "reached": res.reached.cpu().numpy(),
+        "threshold": res.threshold,
+        "loss0": res.loss0,
+        "weight_norm": wnorm,
+    })
+    rr, kk = torch.meshgrid(res.radii.cpu().double(), torch.arange(k, dtype=torch.float64), indexing="xy")
+    profile = pd.DataFrame({
+        **{c: [v] * rr.numel() for c, v in ids.items()},
+        "direction": kk.reshape(-1).long().numpy(),
+        "r": rr.reshape(-1).double().numpy(),
+        "loss": res.profile.cpu().double().reshape(-1).numpy(),
+    })
+    return widths, profile
+
+
+def probe(fm: FlatModel, w: torch.Tensor, ev, task: str, *, directions: int, normalization: str, r_max: float,
+          threshold: float, mode: str, profile_points: int, steps: int, direction_seed: int, buffers: dict | None = None,
+          chunk: int = 16, **ids) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tunnel widths and profile of the optimum ``w`` on the fixed train subset of ``ev``."""
+    gen = torch.Generator().manual_seed(int(direction_seed))
+    dirs = random_directions(fm, w, directions, normalization, gen)
+    loss_of = model_loss_fn(fm, ev.train_x, ev.train_y, task, buffers, ev.bn_x, chunk)
+    res = tunnel_widths(loss_of, w, dirs, r_max, threshold, mode, profile_points, steps)
+    return probe_rows(res, float(w.norm()), **ids)
+
+
+def summarise_widths(widths: pd.DataFrame) -> pd.DataFrame:
+    """One row per swept value: width statistics over seeds and directions, and the status.
+
+    ``status`` is ``diverged`` when every seed diverged, ``partial`` when some did, else ``ok``.
+    ``censored_fraction`` is the share of rays that stayed below the threshold up to r_max
+    (their width is a lower bound).
+    """
+    rows = []
+    for (param, value, setting), g in widths.groupby(["param", "value", "setting"], sort=False):
+        seeds = g.groupby("seed")["status"].first()
+        n_div = int((seeds == "diverged").sum())
+        ok = g[g["status"] == "ok"]
+        n = len(ok)
+        rows.append({
+            "param": param, "value": value, "setting": setting,
+            "n_seeds": int(len(seeds)), "n_diverged": n_div,
+            "status": "diverged" if n_div == len(seeds) else ("partial" if n_div else "ok"),
+            "n_rays": n,
+            "width_mean": ok["width"].mean() if n else math.nan,
+            "width_std": ok["width"].std(ddof=1) if n > 1 else (0.0 if n else math.nan),
+            "width_sem": ok["width"].std(ddof=1) / math.sqrt(n) if n > 1 else math.nan,
+            "width_rel_mean": ok["width_rel"].mean() if n else math.nan,
+            "width_rel_std": ok["width_rel"].std(ddof=1) if n > 1 else math.nan,
+            "censored_fraction": float((~ok["reached"].astype(bool)).mean()) if n else math.nan,
+            "loss0_mean": ok.groupby("seed")["loss0"].first().mean() if n else math.nan,
+            "test_accuracy_mean": ok.groupby("seed")["test_accuracy"].first().mean() if n else math.nan,
+            "weight_norm_mean": ok.groupby("seed")["weight_norm"].first().mean() if n else math.nan,
+            "threshold": ok["threshold"].iloc[0] if n else math.nan,
+        })
+    return pd.DataFrame(rows)

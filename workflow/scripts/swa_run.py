@@ -1,0 +1,44 @@
+"""Continue training from an endpoint, snapshot, and compare SWA / ensemble / snapshots."""
+import pandas as pd
+import torch
+
+from losslab import data, io, swa
+from losslab.device import get_device, setup_job
+from losslab.flat import FlatModel
+from losslab.models import build_model
+
+log = setup_job(snakemake.log[0], snakemake.threads)
+wc = snakemake.wildcards
+spec = snakemake.params.spec
+p = dict(snakemake.params.swa)
+device = get_device(snakemake.config["compute"]["device"])
+ds = data.load_dataset(**{k: spec["dataset"][k] for k in ("name", "data_dir", "download", "split_seed", "test_fraction", "augment")})
+e = spec["evaluation"]
+ev = data.eval_data(ds, e["train_size"], e["test_size"], e["bn_size"], e["seed"], device)
+fm = FlatModel(build_model(spec["model"], ds.in_shape, ds.num_outputs).to(device))
+start = io.load_point(snakemake.input.start, map_location=device)
+line_points = p.pop("line_points")
+start_setting = p.pop("start_setting")
+settings = swa.SwaSettings(**p)
+ids = dict(dataset=snakemake.config["dataset"]["name"], model=snakemake.config["model"]["name"],
+           schedule=wc.schedule, lr=settings.lr, seed=int(wc.seed), start_setting=start_setting)
+
+if start.status != "ok" or not bool(start.flat.isfinite().all()):
+    log.warning("start endpoint %s has status %s; recording the run as diverged", snakemake.input.start, start.status)
+    run = swa.SwaRun(torch.empty(0, fm.numel), [], torch.full((fm.numel,), float("nan")), {}, "diverged")
+else:
+    log.info("continuing %s from %s with %s lr=%g for %d epochs", wc.schedule, snakemake.input.start,
+             settings.optimizer, settings.lr, settings.epochs)
+    run = swa.continue_training(fm, start, ds, settings, int(wc.seed), ev.bn_x, device)
+points, lines = swa.evaluate_run(fm, run, ev, ds.task, line_points)
+summary = swa.summarise(points, lines)
+meta = dict(status=run.status, bn_policy=fm.bn_policy(e["bn_size"]), optimizer=settings.optimizer)
+io.save_tensors({"format": "losslab.snapshots/1", "snapshots": run.snapshots.cpu(),
+                 "snapshot_buffers": [{k: v.cpu() for k, v in b.items()} for b in run.snapshot_buffers],
+                 "swa": run.swa.cpu(), "swa_buffers": {k: v.cpu() for k, v in run.swa_buffers.items()},
+                 "meta": {**{k: v for k, v in ids.items()}, "status": run.status, "layout": fm.layout}},
+                snakemake.output.snapshots)
+io.write_parquet(points.assign(**ids, **meta), snakemake.output.points)
+io.write_parquet(lines.assign(**ids, **meta), snakemake.output.lines)
+io.write_parquet(summary.assign(**ids, **meta), snakemake.output.summary)
+log.info("done: status %s\n%s", run.status, summary.to_string())

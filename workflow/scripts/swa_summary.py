@@ -1,0 +1,9 @@
+"""Gather every SWA run into one summary table and one segment table."""
+import pandas as pd
+
+from losslab import io
+from losslab.device import setup_job
+
+setup_job(snakemake.log[0])
+io.write_parquet(pd.concat([io.read_parquet(p) for p in snakemake.input.summaries], ignore_index=True), snakemake.output.summary)
+io.write_parquet(pd.concat([io.read_parquet(p) for p in snakemake.input.lines], ignore_index=True), snakemake.output.lines)

@@ -1,0 +1,58 @@
+"""Radial tunnel widths around the optima of one setting (thin wrapper around losslab.tunnels)."""
+import math
+
+import pandas as pd
+
+from losslab import data, io, tunnels
+from losslab.device import get_device, setup_job
+from losslab.flat import FlatModel, evaluate_point
+from losslab.models import build_model
+
+log = setup_job(snakemake.log[0], snakemake.threads)
+wc = snakemake.wildcards
+spec = snakemake.params.spec
+tc = snakemake.params.tunnels
+device = get_device(snakemake.config["compute"]["device"])
+ds = data.load_dataset(**{k: spec["dataset"][k] for k in ("name", "data_dir", "download", "split_seed", "test_fraction", "augment")})
+e = spec["evaluation"]
+ev = data.eval_data(ds, e["train_size"], e["test_size"], e["bn_size"], e["seed"], device)
+fm = FlatModel(build_model(spec["model"], ds.in_shape, ds.num_outputs).to(device))
+chunk = tunnels.chunk_for_budget(fm, ds.in_shape, min(e["train_size"], len(ds.train_y)),
+                                 snakemake.config["compute"]["memory_budget_mb"])
+log.info("evaluating %d weight vectors per vmap pass", chunk)
+ids = dict(dataset=wc.dataset, model=wc.model, setting=wc.setting)
+
+widths, profiles = [], []
+for seed, path in zip(snakemake.params.seeds, snakemake.input.ckpts):
+    point = io.load_point(path, map_location=device)
+    w = point.flat.to(device)
+    status = point.status
+    if status == "ok" and not bool(w.isfinite().all()):
+        status = "diverged"
+    if status == "ok":
+        m = evaluate_point(fm, w, ev, ds.task)
+        if not math.isfinite(m["train"]["loss"]):
+            status = "diverged"
+    if status != "ok":
+        log.warning("seed %s: endpoint status %s; recorded as diverged without probing", seed, point.status)
+        widths.append(pd.DataFrame([{**ids, "seed": seed, "direction": -1, "width": math.nan, "width_rel": math.nan,
+                                     "reached": False, "threshold": math.nan, "loss0": math.nan, "weight_norm": math.nan,
+                                     "test_loss": math.nan, "test_accuracy": math.nan, "status": "diverged"}]))
+        continue
+    wt, pr = tunnels.probe(fm, w, ev, ds.task, directions=tc["directions"], normalization=tc["normalization"],
+                           r_max=tc["r_max"], threshold=tc["threshold"], mode=tc["threshold_mode"],
+                           profile_points=tc["profile_points"], steps=tc["bisection_steps"],
+                           direction_seed=tc["direction_seed"] + int(seed), buffers=point.buffers or None, chunk=chunk,
+                           **ids, seed=seed)
+    wt = wt.assign(test_loss=m["test"]["loss"], test_accuracy=m["test"]["accuracy"], status="ok")
+    log.info("seed %s: loss0 %.4g, width mean %.3f (%d of %d rays crossed the threshold %.3g)", seed,
+             wt["loss0"].iloc[0], wt["width"].mean(), int(wt["reached"].sum()), len(wt), wt["threshold"].iloc[0])
+    widths.append(wt)
+    profiles.append(pr.assign(status="ok"))
+
+prof = pd.concat(profiles, ignore_index=True) if profiles else pd.DataFrame(
+    {c: pd.Series(dtype=t) for c, t in [("dataset", str), ("model", str), ("setting", str), ("seed", int),
+                                         ("direction", int), ("r", float), ("loss", float), ("status", str)]})
+meta = {"normalization": tc["normalization"], "threshold_mode": tc["threshold_mode"], "bn_policy": fm.bn_policy(e["bn_size"])}
+io.write_parquet(pd.concat(widths, ignore_index=True).assign(**meta), snakemake.output.widths)
+io.write_parquet(prof, snakemake.output.profile)
