@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import animation  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 
 from .figures import save  # noqa: E402
 from .io import atomic_path  # noqa: E402
@@ -52,6 +53,23 @@ def _draw(ax, xs, ys, z, levels):
     return ax.contourf(xs, ys, zc, levels=levels, norm=LogNorm(levels[0], levels[-1]), cmap="viridis", extend="neither")
 
 
+def _colorbar(fig, cs, ax, label):
+    cb = fig.colorbar(cs, ax=ax)
+    lv = cs.levels
+    cb.set_ticks(lv[:: max(1, len(lv) // 6)])
+    cb.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    cb.ax.yaxis.set_minor_formatter(NullFormatter())
+    cb.set_label(label)
+    return cb
+
+
+def _axis_labels(ax, points: pd.DataFrame):
+    if points["kind"].iloc[0] == "random":
+        ax.set(xlabel="direction 1 (direction lengths)", ylabel="direction 2 (direction lengths)")
+    else:
+        ax.set(xlabel="x: distance along e1 (weight space)", ylabel="y: distance along e2")
+
+
 def _points(ax, points: pd.DataFrame):
     for _, r in points.iterrows():
         ax.plot(r["x"], r["y"], "o", color="white", mec="black", ms=7, zorder=5)
@@ -77,15 +95,15 @@ def plot_plane(grid: pd.DataFrame, points: pd.DataFrame, track: pd.DataFrame | N
         xs, ys, z = grid_arrays(grid, split)
         lv = log_levels(z, levels)
         cs = _draw(ax, xs, ys, z, lv)
-        cb = fig.colorbar(cs, ax=ax)
-        cb.set_label(f"{split} loss (log scale)")
+        _colorbar(fig, cs, ax, f"{split} loss (log scale)")
         if track is not None:
             _, _, c = _curve(ax, track)
             for _, r in c[c["mark"]].iterrows():
                 ax.annotate(f"t={r['t']:g}", (r["x"], r["y"]), textcoords="offset points", xytext=(4, -10),
                             color="magenta", fontsize=7, zorder=7)
         _points(ax, points)
-        ax.set(xlabel="x (weight-space units along e1)", ylabel="y (along e2)", title=f"{split} loss")
+        _axis_labels(ax, points)
+        ax.set_title(f"{split} loss")
         ax.set_aspect("equal" if points["kind"].iloc[0] != "random" else "auto")
         ax.set_xlim(xs.min(), xs.max())
         ax.set_ylim(ys.min(), ys.max())
@@ -105,9 +123,9 @@ def animate_curve(grid: pd.DataFrame, points: pd.DataFrame, track: pd.DataFrame,
     lv = log_levels(z, levels)
     fig, ax = plt.subplots(figsize=(6, 4.8))
     cs = _draw(ax, xs, ys, z, lv)
-    fig.colorbar(cs, ax=ax).set_label(f"{split} loss (log scale)")
+    _colorbar(fig, cs, ax, f"{split} loss (log scale)")
     _points(ax, points)
-    ax.set(xlabel="x (along e1)", ylabel="y (along e2)")
+    _axis_labels(ax, points)
     ax.set_aspect("equal")
     ax.set_xlim(xs.min(), xs.max())
     ax.set_ylim(ys.min(), ys.max())

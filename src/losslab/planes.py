@@ -223,13 +223,13 @@ def grid_bounds(plane: Plane, margin: float, extent: float | None = None) -> tup
     """(xmin, xmax, ymin, ymax): the bounding box of the plane's points grown by ``margin``
     times its larger side, or ``[-extent, extent]^2`` around the origin for a random plane."""
     if extent is not None:
-        return (-extent, extent, -extent, extent)
+        return (-float(extent), float(extent), -float(extent), float(extent))
     xy = np.array(list(plane.points.values()), dtype=float)
     lo, hi = xy.min(0), xy.max(0)
     pad = margin * float((hi - lo).max())
     if pad == 0:
         raise ValueError("the plane's points span no area; give an extent")
-    return (lo[0] - pad, hi[0] + pad, lo[1] - pad, hi[1] + pad)
+    return (float(lo[0] - pad), float(hi[0] + pad), float(lo[1] - pad), float(hi[1] + pad))
 
 
 def grid_axes(bounds, resolution: int) -> tuple[np.ndarray, np.ndarray]:
