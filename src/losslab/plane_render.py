@@ -8,6 +8,9 @@
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -113,6 +116,18 @@ def plot_plane(grid: pd.DataFrame, points: pd.DataFrame, track: pd.DataFrame | N
     save(fig, *[p for p in (png, pdf) if p])
 
 
+def _save_anim(anim, path, writer) -> None:
+    """Save atomically; the writers infer the format from the suffix, so the temporary file
+    keeps it."""
+    with atomic_path(path) as tmp:
+        named = tmp.with_name(tmp.name + Path(path).suffix)
+        try:
+            anim.save(str(named), writer=writer)
+            os.replace(named, tmp)
+        finally:
+            named.unlink(missing_ok=True)
+
+
 def animate_curve(grid: pd.DataFrame, points: pd.DataFrame, track: pd.DataFrame, gif: str, mp4: str | None = None,
                   levels: int = 24, fps: float = 4, split: str = "train", title: str = "") -> int:
     """Curve training in its fixed plane; returns the number of frames."""
@@ -145,10 +160,8 @@ def animate_curve(grid: pd.DataFrame, points: pd.DataFrame, track: pd.DataFrame,
         return line, marks, label
 
     anim = animation.FuncAnimation(fig, frame, frames=len(epochs), blit=False)
-    with atomic_path(gif) as tmp:
-        anim.save(str(tmp), writer=animation.PillowWriter(fps=fps), savefig_kwargs={"format": "gif"})
+    _save_anim(anim, gif, animation.PillowWriter(fps=fps))
     if mp4:
-        with atomic_path(mp4) as tmp:
-            anim.save(str(tmp), writer=animation.FFMpegWriter(fps=fps), savefig_kwargs={"format": "mp4"})
+        _save_anim(anim, mp4, animation.FFMpegWriter(fps=fps))
     plt.close(fig)
     return len(epochs)

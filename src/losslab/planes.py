@@ -105,7 +105,7 @@ def plane_from_points(w1: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor,
     vx = v @ e1
     vp = v - vx * e1
     vn = vp.norm()
-    if vn <= 1e-9 * max(float(v.norm()), 1e-30):
+    if vn <= 1e-6 * max(float(v.norm()), 1e-30):  # float32 inputs
         raise ValueError(f"points {', '.join(names)} are collinear: they do not define a plane")
     e2 = vp / vn
     pts = {names[0]: (0.0, 0.0), names[1]: (float(un), 0.0), names[2]: (float(vx), float(vn))}
