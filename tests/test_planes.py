@@ -293,10 +293,12 @@ def test_planes_stage_end_to_end(tmp_path):
     # the grid's corners enclose the defining points (margins)
     assert grid["x"].min() < pts["x"].min() and grid["x"].max() > pts["x"].max()
 
-    # a killed run recomputes only missing tiles
+    # a run killed before the gather recomputes only its missing tiles
     (tmp_path / res / "planes/three-endpoints/tiles/tile1_0.parquet").unlink()
+    (tmp_path / res / "planes/three-endpoints/grid.parquet").unlink()
     jobs = planned_jobs(snakemake(tmp_path, "-n", "--nolock", *targets))
-    assert jobs.get("plane_tile") == 1 and "train_endpoint" not in jobs
+    assert jobs.get("plane_tile") == 1 and jobs.get("plane_gather") == 1, jobs
+    assert "train_endpoint" not in jobs and "plane_basis" not in jobs
 
     # curve-training animation on the real gathered grid with a synthetic curve between two
     # real endpoints (the curves stage is not on this branch)
