@@ -121,6 +121,22 @@ def test_engine_equals_one_point_reference(digits_ev, batchnorm, first_layer):
     assert fm.module.training
 
 
+def test_compiled_engine_with_first_layer_trick_equals_reference(digits_ev):
+    """compile: auto compiles a big enough job (threshold 0 here) and then uses the trick."""
+    ds, ev = digits_ev
+    fm, ws = _three({"name": "simplecnn"}, ds)
+    pl = planes.plane_from_points(*ws)
+    eng = planes.GridEngine(fm, pl, ev, "classification", planes.EngineOptions(compile="auto", compile_min_gflop=0))
+    assert not eng.describe()["compiled"] and not eng.describe()["first_layer_trick"]
+    coords = np.array([[0.5, 0.5], [3.0, -1.0], [-1.0, 2.0]])
+    df = planes.evaluate_grid(fm, pl, coords[:, 0], coords[:, 1], ev, "classification", engine=eng)
+    assert eng.describe()["compiled"] and eng.describe()["first_layer_trick"]
+    train = df[df["split"] == "train"].reset_index(drop=True)
+    for k, xy in enumerate(coords):
+        ref = _ref(fm, pl.at(torch.tensor(xy)), ev, "classification")
+        assert train.loc[k, "loss"] == pytest.approx(ref["train_loss"], abs=1e-5)
+
+
 def test_engine_vmap_mode_for_mlp_regression():
     ds = data.load_dataset("regression1d")
     ev = data.eval_data(ds, 1000, 1000, 32, 0)

@@ -338,7 +338,7 @@ class EngineOptions:
     mode: str = "auto"          # auto | loop | vmap
     first_layer: str = "auto"   # auto | on | off
     compile: str = "auto"       # off | on | auto (on when a job's work exceeds compile_min_gflop, always on CUDA)
-    compile_min_gflop: float = 1000.0
+    compile_min_gflop: float = 200.0
     memory_budget_mb: float = 2048
     bn_batch: int = BN_BATCH
 
@@ -385,8 +385,12 @@ class GridEngine:
             raise ValueError(f"unknown engine mode {mode!r}; allowed: auto, loop, vmap")
         self.mode = mode
 
-        # first-layer linearity trick (loop mode)
+        # first-layer linearity trick (loop mode): "on" now, "auto" together with torch.compile
+        # (measured: it only pays off once the combination is fused into the compiled forward)
+        self.net = net
         self.first = None
+        self._first_candidate = None
+        self.param_names = list(fm.names)
         if mode == "loop" and self.opt.first_layer != "off":
             first = _first_layer(net, x_probe)
             if first is None and self.opt.first_layer == "on":
@@ -401,11 +405,9 @@ class GridEngine:
                         raise ValueError(f"first-layer outputs need {need / 2**20:.0f} MiB, over half the memory budget")
                     log.info("first-layer trick off: its outputs need %.0f MiB", need / 2**20)
                 else:
-                    self.first = first
-        self.net = net
-        self._setup_first() if self.first else None
-        # names of the parameters the (tail) network takes, and their slices of the flat vector
-        self.param_names = [n for n in fm.names if not (self.first and n.startswith(self.first + "."))]
+                    self._first_candidate = first
+            if self.opt.first_layer == "on":
+                self._enable_first()
         self.flops_per_sample = forward_flops(fm.module, x_probe.cpu())
         self._eager = self._functional
         self._forward = self._eager
@@ -422,6 +424,13 @@ class GridEngine:
             self.point_chunk = max(1, min(1024, int(self.budget / 2 / per_point)))
 
     # -- setup helpers --
+    def _enable_first(self):
+        if self.first or not self._first_candidate:
+            return
+        self.first = self._first_candidate
+        self._setup_first()
+        self.param_names = [n for n in self.fm.names if not n.startswith(self.first + ".")]
+
     def _setup_first(self):
         name = self.first
         layer = self.net.get_submodule(name)
@@ -442,6 +451,8 @@ class GridEngine:
 
     def _compile(self):
         if not self.compiled and self.mode == "loop":
+            if self.opt.first_layer == "auto":
+                self._enable_first()
             log.info("engine: torch.compile of the forward")
             self._forward = torch.compile(self._functional, dynamic=False)
             self.compiled = True
