@@ -338,7 +338,7 @@ class EngineOptions:
     mode: str = "auto"          # auto | loop | vmap
     first_layer: str = "auto"   # auto | on | off
     compile: str = "auto"       # off | on | auto (on when a job's work exceeds compile_min_gflop, always on CUDA)
-    compile_min_gflop: float = 200.0
+    compile_min_gflop: float = 500.0
     memory_budget_mb: float = 2048
     bn_batch: int = BN_BATCH
 
