@@ -309,11 +309,12 @@ def test_planes_stage_end_to_end(tmp_path):
     # the grid's corners enclose the defining points (margins)
     assert grid["x"].min() < pts["x"].min() and grid["x"].max() > pts["x"].max()
 
-    # a run killed before the gather recomputes only its missing tiles
-    (tmp_path / res / "planes/three-endpoints/tiles/tile1_0.parquet").unlink()
-    (tmp_path / res / "planes/three-endpoints/grid.parquet").unlink()
+    # a run killed before the gather (so no grid and no figure yet) recomputes only missing tiles
+    for f in ("planes/three-endpoints/tiles/tile1_0.parquet", "planes/three-endpoints/grid.parquet",
+              "figures/planes/three-endpoints.png", "figures/planes/three-endpoints.pdf"):
+        (tmp_path / res / f).unlink()
     jobs = planned_jobs(snakemake(tmp_path, "-n", "--nolock", *targets))
-    assert jobs.get("plane_tile") == 1 and jobs.get("plane_gather") == 1, jobs
+    assert jobs.get("plane_tile") == 1 and jobs.get("plane_gather") == 1 and jobs.get("plot_plane") == 1, jobs
     assert "train_endpoint" not in jobs and "plane_basis" not in jobs
 
     # curve-training animation on the real gathered grid with a synthetic curve between two
