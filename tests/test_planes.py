@@ -110,8 +110,8 @@ def test_engine_equals_one_point_reference(digits_ev, batchnorm, first_layer):
     pl = planes.plane_from_points(*ws)
     xs, ys = planes.grid_axes(planes.grid_bounds(pl, 0.2), 3)
     X, Y, _, _ = planes.tile_coords(xs, ys, 1, 0, 0)
-    eng = planes.GridEngine(fm, pl, ev, "classification", planes.EngineOptions(first_layer=first_layer, compile="off"))
-    assert eng.describe()["first_layer_trick"] == (first_layer == "on")
+    eng = planes.GridEngine(fm, pl, ev, "classification", planes.EngineOptions(first_layer=first_layer, compile="off", data_chunk=32))
+    assert eng.describe()["first_layer_trick"] == (first_layer == "on") and eng.data_chunk == 32  # chunked sums
     res = eng.evaluate(np.stack([X, Y], 1))
     for k in range(len(X)):
         ref = _ref(fm, pl.at(torch.tensor([X[k], Y[k]])), ev, "classification")

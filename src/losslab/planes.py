@@ -341,13 +341,14 @@ class EngineOptions:
     compile_min_gflop: float = 500.0
     memory_budget_mb: float = 2048
     bn_batch: int = BN_BATCH
+    data_chunk: int = 0         # samples per forward; 0: 128 on CPU (cache-friendly), budget-bound on GPU
 
     @classmethod
     def from_dict(cls, d: dict | None, memory_budget_mb: float | None = None) -> "EngineOptions":
         d = dict(d or {})
         if memory_budget_mb is not None:
             d.setdefault("memory_budget_mb", memory_budget_mb)
-        return cls(**{k: d[k] for k in ("mode", "first_layer", "compile", "compile_min_gflop", "memory_budget_mb", "bn_batch") if k in d})
+        return cls(**{k: d[k] for k in ("mode", "first_layer", "compile", "compile_min_gflop", "memory_budget_mb", "bn_batch", "data_chunk") if k in d})
 
 
 class GridEngine:
@@ -417,6 +418,11 @@ class GridEngine:
         n_data = max(t.shape[0] for t, _ in self.splits.values())
         # data chunk: activations of one chunk (x2 for temporaries) stay within half the budget
         self.data_chunk = max(1, min(n_data, int(self.budget / 2 / (2 * self.per_sample))))
+        # measured on the CPU: minibatches of 128 run ~1.7x (eager) / ~1.2x (compiled) faster
+        # than one 512-sample batch (the activations stay in cache)
+        cap = self.opt.data_chunk or (128 if self.device.type == "cpu" else 0)
+        if cap:
+            self.data_chunk = min(self.data_chunk, cap)
         self.point_chunk = 1
         if mode == "vmap":
             n = max(t.shape[0] for t, _ in self.splits.values())
