@@ -1,0 +1,333 @@
+"""Loss planes: bases, the grid engine against the one-point reference, tiles, curve tracks,
+renders and the animation; one end-to-end run of the planes stage through Snakemake."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, TINY, planned_jobs, snakemake
+from losslab import data, flat, io, models, planes, plane_render
+from losslab.config import ConfigError, validate_config
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def digits_ev():
+    ds = data.load_dataset("digits")
+    return ds, data.eval_data(ds, 96, 80, 48, 0)
+
+
+def _three(spec, ds, seeds=(0, 1, 2)):
+    vecs = []
+    for s in seeds:
+        torch.manual_seed(s)
+        vecs.append(flat.FlatModel(models.build_model(spec, ds.in_shape, ds.num_outputs)).flatten().clone())
+    torch.manual_seed(0)
+    return flat.FlatModel(models.build_model(spec, ds.in_shape, ds.num_outputs)), vecs
+
+
+def _ref(fm, vec, ev, task):
+    r = flat.evaluate_point(fm, vec, ev, task)
+    return {f"{s}_{k}": r[s][k] for s in ("train", "test") for k in ("loss", "accuracy")}
+
+
+# ----- planes -------------------------------------------------------------------------------
+def test_plane_from_points_basis_and_coordinates():
+    g = torch.Generator().manual_seed(0)
+    w1, w2, w3 = (torch.randn(50, generator=g) for _ in range(3))
+    pl = planes.plane_from_points(w1, w2, w3, names=("a", "b", "c"))
+    assert abs(float(pl.e1 @ pl.e1) - 1) < 1e-5 and abs(float(pl.e2 @ pl.e2) - 1) < 1e-5
+    assert abs(float(pl.e1 @ pl.e2)) < 1e-5
+    assert pl.points["a"] == (0.0, 0.0)
+    assert pl.points["b"][1] == 0.0 and pl.points["b"][0] == pytest.approx(float((w2 - w1).norm()), rel=1e-6)
+    for name, w in zip("abc", (w1, w2, w3)):
+        assert torch.allclose(pl.at(torch.tensor(pl.points[name])), w, atol=1e-5)
+    xy, res = pl.project(torch.stack([w1, w2, w3, w1 + 0.3 * (w2 - w1)]))
+    assert np.allclose(xy[:3], np.array([pl.points[n] for n in "abc"]), atol=1e-5)
+    assert res.max() < 1e-5
+    off = w1 + 2.0 * torch.nn.functional.normalize(torch.randn(50, generator=g) - 0, dim=0)
+    _, r = pl.project(off)
+    assert r[0] > 0.1  # a generic vector is off the plane
+
+
+def test_plane_from_points_rejects_degenerate():
+    w = torch.randn(10)
+    with pytest.raises(ValueError, match="coincide"):
+        planes.plane_from_points(w, w, torch.randn(10))
+    with pytest.raises(ValueError, match="collinear"):
+        planes.plane_from_points(w, 2 * w, 3 * w)
+    with pytest.raises(ValueError, match="same length|one length"):
+        planes.plane_from_points(w, torch.randn(11), w)
+
+
+def test_random_plane_normalisations(digits_ev):
+    ds, _ = digits_ev
+    fm, (w, *_) = _three({"name": "simplecnn"}, ds)
+    pl = planes.random_plane(w, 3, "norm")
+    assert float(pl.e1.norm()) == pytest.approx(float(w.norm()), rel=1e-5)
+    assert float(pl.e2.norm()) == pytest.approx(float(w.norm()), rel=1e-5)
+    assert abs(float(pl.e1 @ pl.e2)) < 1e-3 * float(w.norm()) ** 2
+    assert torch.equal(planes.random_plane(w, 3, "norm").e1, pl.e1)  # seeded
+    pf = planes.random_plane(w, 3, "filter", layout=fm)
+    d, ww = fm.params(pf.e1), fm.params(w)
+    for name in fm.names:
+        if d[name].ndim >= 2:
+            assert torch.allclose(d[name].flatten(1).norm(dim=1), ww[name].flatten(1).norm(dim=1), rtol=1e-4)
+        else:
+            assert d[name].abs().max() == 0  # biases ignored (Li et al.)
+    with pytest.raises(ValueError, match="normalization"):
+        planes.random_plane(w, 0, "unit")
+
+
+def test_grid_and_tiles():
+    assert planes.tile_ranges(10, 3) == [(0, 3), (3, 7), (7, 10)]
+    with pytest.raises(ValueError, match="tiles_per_side"):
+        planes.tile_ranges(4, 5)
+    with pytest.raises(ValueError, match="resolution"):
+        planes.grid_axes((0, 1, 0, 1), 1)
+    xs, ys = np.arange(5.0), np.arange(5.0) + 10
+    seen = set()
+    for i in range(2):
+        for j in range(2):
+            x, y, ix, iy = planes.tile_coords(xs, ys, 2, i, j)
+            assert np.array_equal(x, xs[ix]) and np.array_equal(y, ys[iy])
+            seen |= set(zip(ix.tolist(), iy.tolist()))
+    assert seen == {(a, b) for a in range(5) for b in range(5)}
+
+
+# ----- engine vs. the one-point reference ------------------------------------------------------
+@pytest.mark.parametrize("batchnorm", [False, True])
+@pytest.mark.parametrize("first_layer", ["on", "off"])
+def test_engine_equals_one_point_reference(digits_ev, batchnorm, first_layer):
+    ds, ev = digits_ev
+    fm, ws = _three({"name": "simplecnn", "batchnorm": batchnorm}, ds)
+    pl = planes.plane_from_points(*ws)
+    xs, ys = planes.grid_axes(planes.grid_bounds(pl, 0.2), 3)
+    X, Y, _, _ = planes.tile_coords(xs, ys, 1, 0, 0)
+    eng = planes.GridEngine(fm, pl, ev, "classification", planes.EngineOptions(first_layer=first_layer, compile="off", data_chunk=32))
+    assert eng.describe()["first_layer_trick"] == (first_layer == "on") and eng.data_chunk == 32  # chunked sums
+    res = eng.evaluate(np.stack([X, Y], 1))
+    for k in range(len(X)):
+        ref = _ref(fm, pl.at(torch.tensor([X[k], Y[k]])), ev, "classification")
+        for key, v in ref.items():
+            assert res[key][k] == pytest.approx(v, abs=1e-5), (key, k)
+    # BN: the module itself was not modified by the engine
+    assert fm.module.training
+
+
+def test_compiled_engine_with_first_layer_trick_equals_reference(digits_ev):
+    """compile: auto compiles a big enough job (threshold 0 here) and then uses the trick."""
+    ds, ev = digits_ev
+    fm, ws = _three({"name": "simplecnn"}, ds)
+    pl = planes.plane_from_points(*ws)
+    eng = planes.GridEngine(fm, pl, ev, "classification", planes.EngineOptions(compile="auto", compile_min_gflop=0))
+    assert not eng.describe()["compiled"] and not eng.describe()["first_layer_trick"]
+    coords = np.array([[0.5, 0.5], [3.0, -1.0], [-1.0, 2.0]])
+    df = planes.evaluate_grid(fm, pl, coords[:, 0], coords[:, 1], ev, "classification", engine=eng)
+    assert eng.describe()["compiled"] and eng.describe()["first_layer_trick"]
+    train = df[df["split"] == "train"].reset_index(drop=True)
+    for k, xy in enumerate(coords):
+        ref = _ref(fm, pl.at(torch.tensor(xy)), ev, "classification")
+        assert train.loc[k, "loss"] == pytest.approx(ref["train_loss"], abs=1e-5)
+
+
+def test_engine_vmap_mode_for_mlp_regression():
+    ds = data.load_dataset("regression1d")
+    ev = data.eval_data(ds, 1000, 1000, 32, 0)
+    spec = {"name": "mlp", "options": {"hidden": 16}}
+    fm, ws = _three(spec, ds)
+    pl = planes.plane_from_points(*ws)
+    coords = np.random.default_rng(0).uniform(-1, 3, (7, 2))
+    eng = planes.GridEngine(fm, pl, ev, "regression", planes.EngineOptions(memory_budget_mb=16))
+    assert eng.mode == "vmap"
+    res = eng.evaluate(coords)
+    for k, (x, y) in enumerate(coords):
+        ref = _ref(fm, pl.at(torch.tensor([x, y])), ev, "regression")
+        assert res["train_loss"][k] == pytest.approx(ref["train_loss"], rel=1e-5, abs=1e-5)
+        assert res["test_loss"][k] == pytest.approx(ref["test_loss"], rel=1e-5, abs=1e-5)
+    assert np.isnan(res["train_accuracy"]).all()
+
+
+def test_engine_rejects_vmap_with_batchnorm(digits_ev):
+    ds, ev = digits_ev
+    fm, ws = _three({"name": "simplecnn", "batchnorm": True}, ds)
+    with pytest.raises(ValueError, match="BatchNorm"):
+        planes.GridEngine(fm, planes.plane_from_points(*ws), ev, "classification", planes.EngineOptions(mode="vmap"))
+
+
+def test_defining_points_evaluate_to_their_own_losses(digits_ev):
+    ds, ev = digits_ev
+    fm, ws = _three({"name": "simplecnn", "batchnorm": True}, ds)
+    pl = planes.plane_from_points(*ws, names=("a", "b", "c"))
+    xy = np.array([pl.points[n] for n in "abc"])
+    df = planes.evaluate_grid(fm, pl, xy[:, 0], xy[:, 1], ev, "classification")
+    assert set(df.columns) >= {"x", "y", "split", "loss", "accuracy", "bn_policy", "status"}
+    assert df["bn_policy"].str.contains("recomputed").all()
+    for k, w in enumerate(ws):
+        ref = _ref(fm, w, ev, "classification")
+        got = df[(df["split"] == "train")].iloc[k]
+        assert got["loss"] == pytest.approx(ref["train_loss"], abs=1e-5)
+        assert got["accuracy"] == pytest.approx(ref["train_accuracy"], abs=1e-6)
+
+
+def test_tiles_gathered_equal_untiled(digits_ev):
+    ds, ev = digits_ev
+    fm, ws = _three({"name": "simplecnn"}, ds)
+    pl = planes.plane_from_points(*ws)
+    xs, ys = planes.grid_axes(planes.grid_bounds(pl, 0.1), 5)
+    X, Y, ix, iy = planes.tile_coords(xs, ys, 1, 0, 0)
+    whole = planes.evaluate_grid(fm, pl, X, Y, ev, "classification").assign(ix=np.tile(ix, 2), iy=np.tile(iy, 2))
+    parts = []
+    for i in range(3):
+        for j in range(3):
+            X, Y, ix, iy = planes.tile_coords(xs, ys, 3, i, j)
+            parts.append(planes.evaluate_grid(fm, pl, X, Y, ev, "classification").assign(ix=np.tile(ix, 2), iy=np.tile(iy, 2)))
+    tiled = pd.concat(parts)
+    key = ["split", "iy", "ix"]
+    a = whole.sort_values(key).reset_index(drop=True)
+    b = tiled.sort_values(key).reset_index(drop=True)
+    assert len(b) == 2 * 25
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=0, atol=1e-6)
+
+
+# ----- curves: plane, track, animation ---------------------------------------------------------
+def _write_curve(path, control, kind="bezier"):
+    io.save_tensors({"format": "losslab.curve/1", "kind": kind, "control": control, "meta": {"test": True}}, path)
+
+
+def test_curve_plane_track_and_animation(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    D = 40
+    w1, w2 = torch.randn(D, generator=g), torch.randn(D, generator=g)
+    bend = 0.5 * (w1 + w2) + torch.randn(D, generator=g)
+    final = torch.stack([w1, bend, w2])
+    _write_curve(tmp_path / "curve.pt", final)
+    epochs = []
+    for e in range(4):  # the bend moves from the midpoint (off the final plane) to its final place
+        start = 0.5 * (w1 + w2) + 0.7 * torch.randn(D, generator=g)
+        b = start + (bend - start) * e / 3
+        p = tmp_path / "epochs" / f"epoch{e:04d}.pt"
+        _write_curve(p, torch.stack([w1, b, w2]))
+        epochs.append(str(p))
+    pl = planes.curve_plane(io.load_tensors(tmp_path / "curve.pt"))
+    assert pl.kind == "curve" and pl.points["w1"] == (0.0, 0.0) and pl.points["w2"][1] == 0.0
+    track = planes.curve_track(pl, str(tmp_path / "curve.pt"), epochs, t_marks=[0.0, 0.5, 1.0])
+    fin = track[track["source"] == "final"]
+    assert fin["residual"].max() < 1e-4  # a quadratic Bezier curve lies in its own plane
+    assert set(track.loc[track["source"] == "epoch", "epoch"]) == {0, 1, 2, 3}
+    first = track[(track["source"] == "epoch") & (track["epoch"] == 0)]
+    assert first["residual"].max() > 0.1  # the untrained bend is off the plane
+    ends = fin[fin["t"].isin([0.0, 1.0])].sort_values("t")
+    assert np.allclose(ends[["x", "y"]].to_numpy(), [pl.points["w1"], pl.points["w2"]], atol=1e-4)
+    assert fin["mark"].sum() == 3
+
+    # a synthetic gathered grid and points table, rendered from Parquet-shaped frames only
+    xs, ys = planes.grid_axes(planes.grid_bounds(pl, 0.2), 6)
+    X, Y, ix, iy = planes.tile_coords(xs, ys, 1, 0, 0)
+    loss = 0.05 + np.hypot(X - pl.points["w1"][0], Y) * np.hypot(X - pl.points["w2"][0], Y)
+    grid = pd.concat([pd.DataFrame({"x": X, "y": Y, "ix": ix, "iy": iy, "split": s, "loss": loss}) for s in ("train", "test")])
+    pts = pd.DataFrame([{"point": n, "x": v[0], "y": v[1], "kind": "curve"} for n, v in pl.points.items()])
+    plane_render.plot_plane(grid, pts, track, str(tmp_path / "p.png"), str(tmp_path / "p.pdf"), levels=8)
+    assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "p.pdf").stat().st_size > 1000
+    n = plane_render.animate_curve(grid, pts, track, str(tmp_path / "a.gif"), levels=8, fps=5)
+    from PIL import Image
+
+    with Image.open(tmp_path / "a.gif") as im:
+        assert im.n_frames == n == 4
+
+
+def test_curve_checkpoint_errors(tmp_path):
+    io.save_tensors({"format": "something-else"}, tmp_path / "bad.pt")
+    with pytest.raises(io.ArtifactError, match="not a losslab curve"):
+        planes.load_curve(tmp_path / "bad.pt")
+    with pytest.raises(io.ArtifactError, match="does not exist"):
+        planes.load_curve(tmp_path / "missing.pt")
+
+
+def test_plane_checkpoint_roundtrip(tmp_path):
+    pl = planes.plane_from_points(torch.zeros(5), torch.ones(5), torch.arange(5.0))
+    pl.meta["bounds"] = [0.0, 1.0, 0.0, 1.0]
+    planes.save_plane(pl, tmp_path / "plane.pt")
+    back = planes.load_plane(tmp_path / "plane.pt")
+    assert torch.equal(back.e2, pl.e2) and back.points == pl.points and back.meta["bounds"] == [0.0, 1.0, 0.0, 1.0]
+
+
+# ----- config ---------------------------------------------------------------------------------
+def _config(**planes_cfg):
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["planes"].update(planes_cfg)
+    return cfg
+
+
+def test_config_schema_bounds():
+    validate_config(_config())
+    with pytest.raises(ConfigError, match="planes.resolution"):
+        validate_config(_config(resolution=1))
+    with pytest.raises(ConfigError, match="planes.random.normalization"):
+        validate_config(_config(random={"normalization": "unit"}))
+    with pytest.raises(ConfigError, match="unknown key"):
+        validate_config(_config(colour="red"))
+
+
+def test_dry_run_1000x1000_is_a_sane_number_of_jobs(tmp_path):
+    cfg = tmp_path / "big.yaml"
+    big = yaml.safe_load(TINY.read_text())
+    big["planes"] = {"resolution": 1000, "tiles_per_side": 20}
+    cfg.write_text(yaml.safe_dump(big))
+    proc = snakemake(tmp_path, "-n", configfile=cfg)
+    jobs = planned_jobs(proc)
+    assert jobs["plane_tile"] == 2 * 400  # two planes x 20 x 20 tiles
+    assert jobs["plane_gather"] == 2 and jobs["plot_plane"] == 2
+    bad = dict(big, planes={"resolution": 4, "tiles_per_side": 5})
+    cfg.write_text(yaml.safe_dump(bad))
+    proc = snakemake(tmp_path, "-n", configfile=cfg, check=False)
+    assert proc.returncode != 0 and "tiles_per_side" in proc.stdout + proc.stderr
+
+
+# ----- end to end ---------------------------------------------------------------------------------
+@pytest.mark.e2e
+def test_planes_stage_end_to_end(tmp_path):
+    res = "results/digits/simplecnn"
+    targets = [f"{res}/figures/planes/three-endpoints.png", f"{res}/figures/planes/radial-seed0.png"]
+    snakemake(tmp_path, "--nolock", *targets)
+    for t in targets:
+        assert (tmp_path / t).stat().st_size > 5000
+        assert (tmp_path / t.replace(".png", ".pdf")).exists()
+    cfg = yaml.safe_load(TINY.read_text())
+    G = cfg["planes"]["resolution"]
+    grid = io.read_parquet(tmp_path / res / "planes/three-endpoints/grid.parquet")
+    assert len(grid) == 2 * G * G and grid["loss"].notna().all()
+    assert {"dataset", "model", "plane", "x", "y", "ix", "iy", "split", "loss", "accuracy", "bn_policy"} <= set(grid.columns)
+    pts = io.read_parquet(tmp_path / res / "planes/three-endpoints/points.parquet")
+    assert list(pts["point"]) == ["seed 0", "seed 1", "seed 2"]
+    # the grid's corners enclose the defining points (margins)
+    assert grid["x"].min() < pts["x"].min() and grid["x"].max() > pts["x"].max()
+
+    # a run killed before the gather (so no grid and no figure yet) recomputes only missing tiles
+    for f in ("planes/three-endpoints/tiles/tile1_0.parquet", "planes/three-endpoints/grid.parquet",
+              "figures/planes/three-endpoints.png", "figures/planes/three-endpoints.pdf"):
+        (tmp_path / res / f).unlink()
+    jobs = planned_jobs(snakemake(tmp_path, "-n", "--nolock", *targets))
+    assert jobs.get("plane_tile") == 1 and jobs.get("plane_gather") == 1 and jobs.get("plot_plane") == 1, jobs
+    assert "train_endpoint" not in jobs and "plane_basis" not in jobs
+
+    # curve-training animation on the real gathered grid with a synthetic curve between two
+    # real endpoints (the curves stage is not on this branch)
+    plane = planes.load_plane(tmp_path / res / "planes/three-endpoints/plane.pt")
+    w = [io.load_point(tmp_path / res / f"endpoints/default/seed{s}/model.pt").flat for s in (0, 1, 2)]
+    epochs = []
+    for e in range(3):
+        bend = 0.5 * (w[0] + w[1]) + (w[2] - 0.5 * (w[0] + w[1])) * e / 2
+        p = tmp_path / f"epoch{e:04d}.pt"
+        _write_curve(p, torch.stack([w[0], bend, w[1]]))
+        epochs.append(str(p))
+    track = planes.curve_track(plane, epochs[-1], epochs, t_marks=[0.5])
+    gif = tmp_path / "training.gif"
+    n = plane_render.animate_curve(grid, pts, track, str(gif))
+    assert n == 3 and gif.stat().st_size > 5000
