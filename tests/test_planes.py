@@ -81,8 +81,23 @@ def test_random_plane_normalisations(digits_ev):
             assert torch.allclose(d[name].flatten(1).norm(dim=1), ww[name].flatten(1).norm(dim=1), rtol=1e-4)
         else:
             assert d[name].abs().max() == 0  # biases ignored (Li et al.)
+    pu = planes.random_plane(w, 3, "unit")  # coordinates are weight-space distances
+    assert float(pu.e1.norm()) == pytest.approx(1.0, rel=1e-5) and float(pu.e2.norm()) == pytest.approx(1.0, rel=1e-5)
+    assert abs(float(pu.e1 @ pu.e2)) < 1e-5
     with pytest.raises(ValueError, match="normalization"):
-        planes.random_plane(w, 0, "unit")
+        planes.random_plane(w, 0, "bogus")
+
+
+def test_all_nan_grid_renders_as_diverged(tmp_path, monkeypatch):
+    grid = pd.DataFrame([{"ix": i, "iy": j, "x": float(i), "y": float(j), "split": s, "loss": float("nan")}
+                         for i in range(3) for j in range(3) for s in ("train", "test")])
+    pts = pd.DataFrame([{"plane": "p", "kind": "random", "normalization": "unit", "point": "seed 0", "x": 1.0, "y": 1.0}])
+    titles = []
+    real_save = plane_render.save
+    monkeypatch.setattr(plane_render, "save", lambda fig, *p: (titles.extend(a.get_title() for a in fig.axes), real_save(fig, *p)))
+    plane_render.plot_plane(grid, pts, None, str(tmp_path / "p.png"))
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert "train loss: no finite value (diverged)" in titles
 
 
 def test_grid_and_tiles():

@@ -239,12 +239,15 @@ def test_bad_sweep_config_fails_at_parse_time(tmp_path):
 E2E = {
     "endpoints": {"seeds": [0], "train": {"optimizer": "sgd", "lr": 0.05, "epochs": 3}},
     "tunnels": {"seeds": [0], "sweep": {"lr": [0.05, 1e6], "batch_size": [], "l2": [], "dropout": [], "width": []},
-                "directions": 3, "profile_points": 5, "bisection_steps": 5, "r_max": 10.0},
+                "directions": 3, "profile_points": 5, "bisection_steps": 5, "r_max": 10.0,
+                "slices": {"extent": 10.0}},
     "swa": {"seeds": [0], "lrs": [0.05, 1e6], "schedules": ["constant", "cyclic"], "epochs": 2, "snapshot_every": 1,
             "line_points": 3},
 }
 TARGETS = ["results/digits/simplecnn/figures/tunnel_widths.png", "results/digits/simplecnn/figures/tunnel_profiles.png",
-           "results/digits/simplecnn/figures/swa_accuracy.png", "results/digits/simplecnn/figures/swa_lines.png"]
+           "results/digits/simplecnn/figures/swa_accuracy.png", "results/digits/simplecnn/figures/swa_lines.png",
+           "results/digits/simplecnn/figures/planes/tunnel-default-seed0.png",
+           "results/digits/simplecnn/figures/planes/tunnel-lr-1e06-seed0.png"]
 
 
 @pytest.mark.e2e
@@ -273,6 +276,13 @@ def test_tiny_sweep_end_to_end_with_a_diverged_setting(tmp_path):
     snaps = io.load_tensors(base / "swa/constant/lr0.05/seed0/snapshots.pt")
     assert snaps["snapshots"].shape[0] == 2
     assert torch.allclose(snaps["swa"], snaps["snapshots"].mean(0), atol=1e-6)
+
+    # the 2-D slice around the optimum (planes engine, unit directions): a well, lowest in the middle
+    grid = io.read_parquet(base / "planes/tunnel-default-seed0/grid.parquet")
+    train = grid[grid["split"] == "train"]
+    r = (train["x"] ** 2 + train["y"] ** 2) ** 0.5
+    assert train["x"].min() == pytest.approx(-10.0) and train["x"].max() == pytest.approx(10.0)
+    assert train.loc[r <= r.quantile(0.25), "loss"].mean() < train.loc[r >= r.quantile(0.75), "loss"].mean()
 
     # editing the swa section reruns only SWA jobs, never endpoints or tunnels
     more = _write(tmp_path, "more.yaml", {"swa": {"lrs": [0.05, 1e6, 0.01]}})

@@ -67,7 +67,9 @@ def _colorbar(fig, cs, ax, label):
 
 
 def _axis_labels(ax, points: pd.DataFrame):
-    if points["kind"].iloc[0] == "random":
+    if points["kind"].iloc[0] == "random" and "normalization" in points and points["normalization"].iloc[0] == "unit":
+        ax.set(xlabel="distance along random unit direction 1", ylabel="distance along random unit direction 2")
+    elif points["kind"].iloc[0] == "random":
         ax.set(xlabel="direction 1 (direction lengths)", ylabel="direction 2 (direction lengths)")
     else:
         ax.set(xlabel="x: distance along e1 (weight space)", ylabel="y: distance along e2")
@@ -107,6 +109,10 @@ def plot_plane(grid: pd.DataFrame, points: pd.DataFrame, track: pd.DataFrame | N
         _points(ax, points)
         _axis_labels(ax, points)
         ax.set_title(f"{split} loss")
+        if not np.isfinite(z).any():  # e.g. a diverged endpoint: say so instead of a flat colour
+            ax.set_title(f"{split} loss: no finite value (diverged)", color="red")
+            ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center", va="center", color="red",
+                    fontsize=20, zorder=8)
         ax.set_aspect("equal" if points["kind"].iloc[0] != "random" else "auto")
         ax.set_xlim(xs.min(), xs.max())
         ax.set_ylim(ys.min(), ys.max())

@@ -145,6 +145,8 @@ def random_plane(origin: torch.Tensor, seed: int, normalization: str = "norm", l
 
     ``normalization="norm"``: the directions are orthogonalised and scaled to ``|origin|``, so
     a coordinate of 1 is a step as long as the optimum's own weight vector.
+    ``"unit"``: orthonormal unit directions, so coordinates are Euclidean distances in weight
+    space (the scale of the radial tunnel widths).
     ``"filter"``: per-filter normalisation of Li et al. 2018 (needs the parameter ``layout``,
     see :func:`layout_of`); not orthogonalised
     (two random directions in high dimension are nearly orthogonal anyway).
@@ -153,8 +155,8 @@ def random_plane(origin: torch.Tensor, seed: int, normalization: str = "norm", l
     w = origin.detach().cpu().float()
     d1 = torch.randn(w.shape, generator=g)
     d2 = torch.randn(w.shape, generator=g)
-    if normalization == "norm":
-        scale = w.norm()
+    if normalization in ("norm", "unit"):
+        scale = w.norm() if normalization == "norm" else torch.tensor(1.0)
         if scale == 0:
             raise ValueError("the optimum is the zero vector; use normalization 'filter' or another point")
         d1 = d1 / d1.norm()
@@ -166,7 +168,7 @@ def random_plane(origin: torch.Tensor, seed: int, normalization: str = "norm", l
         layout = layout_of(layout) if not isinstance(layout, list) else layout
         d1, d2 = _filter_normalise(d1, w, layout), _filter_normalise(d2, w, layout)
     else:
-        raise ValueError(f"unknown direction normalization {normalization!r}; allowed: norm, filter")
+        raise ValueError(f"unknown direction normalization {normalization!r}; allowed: norm, unit, filter")
     return Plane(origin.float(), d1.to(origin.device), d2.to(origin.device), {"optimum": (0.0, 0.0)}, "random",
                  {"seed": int(seed), "normalization": normalization})
 

@@ -43,6 +43,20 @@ def _sweep_settings():
 TUNNEL_SWEEP = _sweep_settings()
 TUNNEL_SETTINGS = sorted({r["setting"] for r in TUNNEL_SWEEP})
 
+# 2-D slices (paper Fig. 2): the planes stage's engine evaluates a random plane through one optimum
+# of every swept setting, with unit directions so both axes are weight-space distances.
+_sl = config["tunnels"]["slices"]
+if _sl["enabled"]:
+    if _sl["seed"] not in config["tunnels"]["seeds"]:
+        raise ValueError(f"tunnels.slices.seed {_sl['seed']} is not in tunnels.seeds {config['tunnels']['seeds']}")
+    for _setting in TUNNEL_SETTINGS:
+        _ckpt = endpoint_path(_setting, _sl["seed"])
+        _plane = f"tunnel-{_setting}-seed{_sl['seed']}"
+        register_plane(_plane, "random", {f"seed {_sl['seed']}": _ckpt}, _ckpt,
+                       random={"direction_seed": config["tunnels"]["direction_seed"] + _sl["seed"],
+                               "normalization": "unit", "extent": _sl["extent"]})
+        ALL_TARGETS.append(plane_figure(_plane))
+
 
 rule tunnel_widths:
     input:

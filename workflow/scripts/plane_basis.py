@@ -30,6 +30,7 @@ if plane.origin.numel() != spec.flat.numel():
                            f"{snakemake.input.spec} has {spec.flat.numel()} parameters")
 plane.meta.update(name=p["name"], bounds=list(grid_bounds(plane, p["margin"], extent)), model_spec=spec.meta.get("model_spec"))
 save_plane(plane, snakemake.output.plane)
-io.write_parquet(pd.DataFrame([{"plane": p["name"], "kind": p["kind"], "point": n, "x": xy[0], "y": xy[1]}
+norm = (p.get("random") or {}).get("normalization", "")
+io.write_parquet(pd.DataFrame([{"plane": p["name"], "kind": p["kind"], "normalization": norm, "point": n, "x": xy[0], "y": xy[1]}
                                for n, xy in plane.points.items()]), snakemake.output.points)
 log.info("plane %s: points %s, bounds %s", p["name"], plane.points, plane.meta["bounds"])
