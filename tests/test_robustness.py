@@ -185,12 +185,14 @@ def test_corrupted_parquet_fails_the_rule_cleanly(tiny_run, tmp_path):
     bad = work / ENDPOINT / "metrics.parquet"
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 3])
     summary = "results/digits/simplecnn/endpoints/summary.parquet"
-    proc = snakemake(work, "--forcerun", "endpoint_summary", "--", summary, check=False)
+    proc = snakemake(work, "--forcerun", "endpoint_summary", "--configfile", str(TINY), "--", summary,
+                     configfile=None, check=False)
     out = proc.stdout + proc.stderr
     log = (work / "logs/digits/simplecnn/endpoints/summary.log").read_text()
     print(log[-600:])
     assert proc.returncode != 0 and "endpoint_summary" in out
-    assert f"{ENDPOINT}/metrics.parquet is truncated or corrupted" in log
+    assert f"{ENDPOINT}/metrics.parquet is truncated or corrupted" in out
+    assert f"job failed: ArtifactError: table {ENDPOINT}/metrics.parquet is truncated or corrupted" in log
     assert not (work / summary).exists()  # no half-made output survives the failed rule
 
 
