@@ -55,9 +55,13 @@ if ((${#need[@]})); then
     log "installing munge slurm-wlm slurmdbd mariadb-server (missing: ${need[*]})"
     export DEBIAN_FRONTEND=noninteractive
     # Daemons are started by this script, not by the package scripts.
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    made_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends munge slurm-wlm slurmdbd mariadb-server >/dev/null
+    if ((made_policy)); then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 mkdir -p "$ETC" "$STATE"/{ctld,d} "$LOGS" /run/munge /run/mysqld /var/log/munge /var/lib/munge /etc/munge
