@@ -6,6 +6,7 @@ key (``endpoints.train.epochs``) and, where there is a fixed set, the allowed va
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import jsonschema
@@ -73,6 +74,7 @@ def _message(err: jsonschema.ValidationError) -> str:
 def validate_config(config: dict, schema_dir: Path = SCHEMA_DIR) -> dict:
     """Validate ``config`` in place (filling defaults) and return it; raise ConfigError."""
     schema = load_schema(schema_dir)
+    coerce_cli_strings(config, schema, schema)
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = "\n  ".join(_message(e) for e in errors)
@@ -86,6 +88,52 @@ def validate_config(config: dict, schema_dir: Path = SCHEMA_DIR) -> dict:
     config.clear()
     config.update(ordered)
     return config
+
+
+_INT = re.compile(r"^[+-]?[0-9]+$")
+_BOOL = {"true": True, "false": False, "True": True, "False": False}
+
+
+def _scalar(value: str, types):
+    types = [types] if isinstance(types, str) else list(types or [])
+    if "string" in types:
+        return value
+    if "integer" in types and _INT.match(value):
+        return int(value)
+    if "number" in types:
+        try:
+            return int(value) if _INT.match(value) else float(value)
+        except ValueError:
+            return value
+    if "boolean" in types and value in _BOOL:
+        return _BOOL[value]
+    return value
+
+
+def coerce_cli_strings(node, sub: dict, schema: dict):
+    """Turn the strings of nested ``--config`` values back into numbers and booleans.
+
+    Snakemake parses ``--config section="{key: 0}"`` (and a profile's ``config:``) with YAML's
+    BaseLoader, so every nested scalar arrives as a string. Where the schema expects an integer,
+    number or boolean and the string spells exactly one, it is converted in place; anything else
+    is left for the schema to reject with the key named.
+    """
+    while isinstance(sub, dict) and "$ref" in sub:
+        sub = schema.get("definitions", {}).get(sub["$ref"].rsplit("/", 1)[-1], {})
+    if not isinstance(sub, dict):
+        return node
+    if isinstance(node, dict):
+        props = sub.get("properties", {})
+        extra = sub.get("additionalProperties")
+        for k, v in list(node.items()):
+            child = props.get(k, extra if isinstance(extra, dict) else None)
+            if child is not None:
+                node[k] = coerce_cli_strings(v, child, schema)
+    elif isinstance(node, list) and isinstance(sub.get("items"), dict):
+        node[:] = [coerce_cli_strings(v, sub["items"], schema) for v in node]
+    elif isinstance(node, str):
+        return _scalar(node, sub.get("type"))
+    return node
 
 
 def canonical(obj):

@@ -34,4 +34,14 @@ def setup_job(log_path: str | None, threads: int = 1, level=logging.INFO) -> log
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logging.captureWarnings(True)
+    if log_path:
+        # A job that fails writes the reason into its own log too (on a cluster that log is
+        # where users look), then lets Python print the traceback as usual.
+        previous = sys.excepthook
+
+        def log_failure(kind, exc, tb):
+            logger.error("job failed: %s: %s", kind.__name__, exc)
+            previous(kind, exc, tb)
+
+        sys.excepthook = log_failure
     return logger

@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,11 @@ def load_tensors(path: str | os.PathLike, map_location: str | torch.device = "cp
         raise ArtifactError(f"checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ArtifactError(
+            f"checkpoint {path} was refused: it holds objects other than tensors and plain values, "
+            "and loading it would run code (weights_only=True); recreate it with losslab"
+        ) from exc
     except Exception as exc:
         raise ArtifactError(
             f"checkpoint {path} is truncated, corrupted or not a weights-only checkpoint "

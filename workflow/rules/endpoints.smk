@@ -52,3 +52,7 @@ rule plot_endpoint_training:
 
 
 ALL_TARGETS += [rules.endpoint_summary.output.table, rules.plot_endpoint_training.output.png]
+# The checkpoints themselves are targets too: Snakemake does not rebuild a deleted intermediate
+# file whose consumers are up to date, so without this a deleted endpoint would stay missing.
+ALL_TARGETS += expand(endpoint_path("{setting}", "{seed}", "{name}"), setting=sorted(config["endpoints"]["settings"]),
+                      seed=config["endpoints"]["seeds"], name=["model.pt", "metrics.parquet"])
