@@ -248,3 +248,45 @@ def test_same_config_gives_identical_tables(tiny_run, tmp_path):
         assert io.read_parquet(tmp_path / rel).equals(io.read_parquet(tiny_run / rel)), rel
     for rel in sorted(p.relative_to(tmp_path) for p in (tmp_path / "results").rglob("*.pt")):
         assert torch.equal(io.load_point(tmp_path / rel).flat, io.load_point(tiny_run / rel).flat), rel
+
+
+@pytest.mark.e2e
+def test_killed_curve_training_resumes_to_the_same_curve(tmp_path):
+    cfg = tmp_path / "curve.yaml"  # long enough that the kill lands part-way
+    cfg.write_text(yaml.safe_dump({"endpoints": {"seeds": [0, 1]},
+                                   "curves": {"kinds": ["bezier"], "epochs": 12, "checkpoint_every": 2}}))
+    folder = "results/digits/simplecnn/curves/bezier1/default/seed0-seed1"
+    target = f"{folder}/curve.pt"
+    args = ["--configfile", str(TINY), str(cfg)]
+
+    ref = tmp_path / "uninterrupted"
+    snakemake(ref, *args, "--", target, configfile=None)
+
+    work = tmp_path / "killed"
+    snakemake(work, *args, "--", f"{ENDPOINT}/model.pt", ENDPOINT.replace("seed0", "seed1") + "/model.pt",
+              configfile=None)  # endpoints first, so the kill hits curve training
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "1",
+           *args, "--", target]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    resume = work / folder / "resume.pt"
+    deadline = time.time() + 600
+    while not resume.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert resume.exists(), "curve training never wrote its resume state"
+    assert not (work / target).exists()
+    epoch = io.load_tensors(resume)["epoch"]
+    assert 2 <= epoch < 12
+
+    snakemake(work, "--unlock", *args, configfile=None)
+    snakemake(work, *args, "--", target, configfile=None)
+    log = (work / "logs/digits/simplecnn/curves/bezier1/default/seed0-seed1/train.log").read_text()
+    assert "resumed curve training from" in log and f"at epoch {epoch}" in log
+    assert not resume.exists()
+    a, b = io.load_tensors(work / target), io.load_tensors(ref / target)
+    assert torch.equal(a["control"], b["control"])
+    for e in (0, epoch, 12):
+        ea = io.load_tensors(work / folder / f"epochs/epoch{e:04d}.pt")["control"]
+        assert torch.equal(ea, io.load_tensors(ref / folder / f"epochs/epoch{e:04d}.pt")["control"])

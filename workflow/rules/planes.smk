@@ -17,7 +17,18 @@ PLANES = {}
 
 
 def register_plane(name, kind, inputs, spec_ckpt, dataset=None, model=None, **extra):
+    """Define a plane; its render (and animation), and its tiles, become targets of rule all.
+
+    Tiles are targets too: Snakemake 9 does not rebuild a deleted intermediate file whose
+    descendants are up to date, and a deleted tile must be recomputed (then gathered and drawn).
+    """
     PLANES[(dataset or DS, model or MODEL, name)] = {"kind": kind, "inputs": dict(inputs), "spec": spec_ckpt, **extra}
+    n = PL["tiles_per_side"]
+    d = plane_dir(name, dataset, model)
+    ALL_TARGETS.extend(f"{d}/tiles/tile{i}_{j}.parquet" for j in range(n) for i in range(n))
+    ALL_TARGETS.append(plane_figure(name, dataset=dataset, model=model))
+    if kind == "curve" and extra.get("epochs"):
+        ALL_TARGETS.append(plane_figure(name + "-training", "gif", dataset=dataset, model=model))
 
 
 def plane_def(wildcards):
@@ -213,8 +224,3 @@ wildcard_constraints:
     plane="[A-Za-z0-9_.+-]+",
     i="[0-9]+",
     j="[0-9]+",
-
-for (_ds, _m, _name), _d in PLANES.items():
-    ALL_TARGETS.append(plane_figure(_name, dataset=_ds, model=_m))
-    if _d["kind"] == "curve" and _d.get("epochs"):
-        ALL_TARGETS.append(plane_figure(_name + "-training", "gif", dataset=_ds, model=_m))

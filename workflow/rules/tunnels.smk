@@ -55,7 +55,6 @@ if _sl["enabled"]:
         register_plane(_plane, "random", {f"seed {_sl['seed']}": _ckpt}, _ckpt,
                        random={"direction_seed": config["tunnels"]["direction_seed"] + _sl["seed"],
                                "normalization": "unit", "extent": _sl["extent"]})
-        ALL_TARGETS.append(plane_figure(_plane))
 
 
 rule tunnel_widths:
