@@ -51,3 +51,23 @@ def test_unknown_model_and_option_errors_list_the_known_ones():
     with pytest.raises(ValueError, match="allowed options: skip"):
         build_model({"name": "resnet20", "options": {"skipp": False}}, (3, 32, 32), 10)
     assert set(model_options("mlp")) == {"hidden", "depth", "activation"}
+
+
+def test_catalogue_matches_the_model_constructors():
+    """Config validation reads the torch-free catalogue; it must list exactly the real options."""
+    from losslab import catalog
+
+    assert set(catalog.MODEL_OPTIONS) == set(MODELS)
+    for name in MODELS:
+        assert set(catalog.MODEL_OPTIONS[name]) == set(model_options(name)), name
+
+
+def test_config_validation_does_not_import_torch():
+    """Every parse of the workflow (dry runs, each SLURM job step) validates the config."""
+    import subprocess
+    import sys
+
+    code = "import sys, losslab.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(__import__("conftest").REPO / "src")}).stdout
+    assert out.strip() == "False"

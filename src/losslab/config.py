@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import data, models
+from . import catalog
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 
@@ -147,11 +147,11 @@ def canonical(obj):
 
 def _semantic_checks(config: dict) -> None:
     try:
-        models.check_spec(config["model"])
+        catalog.check_model_spec(config["model"])
     except ValueError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None
     d = config["dataset"]
     try:
-        data.check_available(d["name"], d["data_dir"], d["download"])
+        catalog.check_dataset(d["name"], d["data_dir"], d["download"])
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"invalid configuration: dataset.name: {exc}") from None

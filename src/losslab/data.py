@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-class DataMissingError(FileNotFoundError):
-    """A dataset's files are not where the config says they are."""
+from .catalog import DATASETS, EMBEDDED, TORCHVISION, DataMissingError  # noqa: F401 (re-exported)
+from .catalog import check_dataset as check_available  # noqa: F401 (re-exported)
+from .catalog import unknown_dataset as _unknown
 
 
 @dataclass
@@ -42,38 +42,6 @@ class Dataset:
             self.task,
             self.num_outputs,
             self.augment,
-        )
-
-
-# name -> (torchvision class name, folder that proves the files are there)
-TORCHVISION = {
-    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
-    "cifar100": ("CIFAR100", "cifar-100-python"),
-    "mnist": ("MNIST", "MNIST/raw"),
-    "fashionmnist": ("FashionMNIST", "FashionMNIST/raw"),
-}
-EMBEDDED = ("digits", "regression1d")
-DATASETS = EMBEDDED + tuple(TORCHVISION)
-
-
-def _unknown(name: str) -> ValueError:
-    return ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
-
-
-def check_available(name: str, data_dir: str | Path, download: bool) -> None:
-    """Fail early, before any job runs, when a dataset cannot be loaded."""
-    if name in EMBEDDED:
-        return
-    if name not in TORCHVISION:
-        raise _unknown(name)
-    if download:
-        return
-    folder = Path(data_dir) / TORCHVISION[name][1]
-    if not folder.exists():
-        raise DataMissingError(
-            f"dataset {name!r} is not in data_dir {str(data_dir)!r} (looked for {folder}). "
-            f"Set 'dataset.download: true' in the config to fetch it once, or copy the "
-            f"torchvision files for {TORCHVISION[name][0]} into {data_dir}."
         )
 
 

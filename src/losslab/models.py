@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from . import catalog
+
 
 def _ch(base: int, width: float) -> int:
     return max(1, int(round(base * width)))
@@ -149,20 +151,12 @@ COMMON = ("in_shape", "num_outputs", "width", "dropout", "batchnorm")
 def model_options(name: str) -> dict:
     """The model-specific options of a registered model and their defaults."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+        raise catalog.unknown_model(name)
     sig = inspect.signature(MODELS[name].__init__)
     return {k: p.default for k, p in sig.parameters.items() if k not in COMMON and k != "self"}
 
 
-def check_spec(spec: dict) -> None:
-    """Raise a clear error for an unknown model name or option, before any work starts."""
-    allowed = model_options(spec["name"])
-    for key in spec.get("options", {}):
-        if key not in allowed:
-            raise ValueError(
-                f"unknown option model.options.{key} for model {spec['name']!r}; "
-                f"allowed options: {', '.join(allowed) or '(none)'}"
-            )
+check_spec = catalog.check_model_spec
 
 
 def build_model(spec: dict, in_shape, num_outputs: int) -> nn.Module:
