@@ -87,3 +87,27 @@ def test_missing_cifar_data_is_reported_before_any_job(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "dataset.download: true" in out and "cifar-10-batches-py" in out
+
+
+def test_every_rule_lists_the_library_modules_its_script_imports():
+    """A rule's inputs hold the library modules its script imports (lib(): with their own imports),
+    so editing a module reruns every rule that runs it."""
+    import re
+
+    from losslab.config import library_closure, source_imports
+
+    scripts = REPO / "workflow" / "scripts"
+    checked = 0
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=[ \t]*rule\b[ \w]*:)", smk.read_text())[1:]:
+            rule = block.split(":", 1)[0].split()[-1]  # "rule" itself for rules named in a loop
+            script = re.search(r'script:\s*"\.\./scripts/(\w+)\.py"', block)
+            if not script:
+                continue
+            listed = re.search(r"code=lib\(([^)]*)\)", block)
+            assert listed, f"rule {rule} ({smk.name}) runs a script but lists no library modules"
+            inputs = set(library_closure(("__init__", "io", "device") + tuple(re.findall(r'"(\w+)"', listed.group(1)))))
+            used = source_imports(scripts / f"{script.group(1)}.py")
+            assert used <= inputs, f"rule {rule}: {script.group(1)}.py imports {sorted(used - inputs)} not in its inputs"
+            checked += 1
+    assert checked >= 30

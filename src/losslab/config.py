@@ -5,7 +5,9 @@ key (``endpoints.train.epochs``) and, where there is a fixed set, the allowed va
 """
 from __future__ import annotations
 
+import ast
 import copy
+import functools
 import re
 from pathlib import Path
 
@@ -155,3 +157,42 @@ def _semantic_checks(config: dict) -> None:
         catalog.check_dataset(d["name"], d["data_dir"], d["download"])
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"invalid configuration: dataset.name: {exc}") from None
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def source_imports(path: Path, package_dir: Path = PACKAGE_DIR) -> set[str]:
+    """The losslab modules a Python file imports, read from its source (nothing is imported)."""
+    return set(_source_imports(str(path), str(package_dir)))
+
+
+@functools.lru_cache(maxsize=None)
+def _source_imports(path: str, package_dir: str) -> frozenset[str]:
+    package_dir = Path(package_dir)
+    tree = ast.parse(Path(path).read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("losslab.")}
+        elif isinstance(node, ast.ImportFrom):
+            parts = (node.module or "").split(".")
+            if node.level == 1 and node.module:  # from .io import x
+                found.add(parts[0])
+            elif node.level == 1 or parts == ["losslab"]:  # from . import io / from losslab import io
+                found |= {a.name for a in node.names}
+            elif parts[0] == "losslab":  # from losslab.io import x
+                found.add(parts[1])
+    return frozenset(m for m in found if (package_dir / f"{m}.py").exists())
+
+
+def library_closure(modules, package_dir: Path = PACKAGE_DIR) -> list[str]:
+    """``modules`` and every losslab module they import, directly or not (sorted)."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(source_imports(package_dir / f"{m}.py", package_dir))
+    return sorted(seen)

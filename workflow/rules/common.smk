@@ -2,15 +2,16 @@
 import copy
 import json
 
-from losslab.config import canonical
+from losslab.config import canonical, library_closure
 
 RES = config["results_dir"]
 ALL_TARGETS = []  # each stage appends what `snakemake` (rule all) should build
 
 
 def lib(*modules):
-    """Library modules a rule relies on, as inputs: editing one reruns only its rules."""
-    return [str(SRC / "losslab" / f"{m}.py") for m in ("__init__", "io", "device") + modules]
+    """Library modules a rule's script imports, as inputs, with everything they import in turn
+    (read from the sources), so editing any module reruns exactly the rules that depend on it."""
+    return [str(SRC / "losslab" / f"{m}.py") for m in library_closure(("__init__", "io", "device") + modules)]
 
 
 def gpu_resources(runtime=60, mem_mb=4000):
