@@ -17,6 +17,16 @@ def test_digits_split_is_fixed_and_shaped():
     assert abs(a.train_x.mean().item()) < 1e-4  # standardised on the training split
 
 
+def test_digits_are_exactly_scikit_learns_load_digits():
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    images, target = data.digits_arrays()
+    bunch = load_digits()
+    assert images.shape == (1797, 8, 8)
+    assert np.array_equal(images, bunch.images) and np.array_equal(target, bunch.target)
+
+
 def test_regression1d_has_gap_and_dense_test_grid():
     ds = data.load_dataset("regression1d")
     x = ds.train_x[:, 0]

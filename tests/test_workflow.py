@@ -111,3 +111,26 @@ def test_every_rule_lists_the_library_modules_its_script_imports():
             assert used <= inputs, f"rule {rule}: {script.group(1)}.py imports {sorted(used - inputs)} not in its inputs"
             checked += 1
     assert checked >= 30
+
+
+TABLE_AND_FIGURE_SCRIPTS = ["endpoint_summary", "curve_summary", "swa_summary", "plane_gather"]
+
+
+def test_table_and_figure_jobs_start_without_torch():
+    """Gathers, summaries and figures read Parquet only, so their jobs skip the torch import."""
+    import subprocess
+    import sys
+
+    from losslab.config import source_imports
+
+    scripts = REPO / "workflow" / "scripts"
+    names = TABLE_AND_FIGURE_SCRIPTS + sorted(p.stem for p in scripts.glob("*.py") if p.stem.startswith(("plot_", "animate_")))
+    assert len(names) >= 12
+    mods = set()
+    for name in names:
+        assert "import torch" not in (scripts / f"{name}.py").read_text(), name
+        mods |= source_imports(scripts / f"{name}.py")
+    code = f"import sys\nfor m in {sorted(mods)!r}: __import__('losslab.' + m)\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(REPO / "src")}).stdout
+    assert out.strip() == "False", f"the library modules of {names} import torch: {sorted(mods)}"

@@ -1,14 +1,19 @@
-"""Device choice and per-job runtime setup (threads, logging, progress)."""
+"""Device choice and per-job runtime setup (threads, logging, progress).
+
+Nothing here imports torch at module level: jobs that only handle tables and figures start
+without it.
+"""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
-import torch
 
-
-def get_device(preference: str = "auto") -> torch.device:
+def get_device(preference: str = "auto") -> "torch.device":  # noqa: F821
     """``auto`` picks CUDA when present, else the CPU. Never hard-codes CUDA."""
+    import torch
+
     if preference == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if preference.startswith("cuda") and not torch.cuda.is_available():
@@ -21,7 +26,10 @@ def setup_job(log_path: str | None, threads: int = 1, level=logging.INFO) -> log
 
     Progress bars (tqdm) write to ``sys.stderr``, which is redirected to the same file.
     """
-    torch.set_num_threads(max(1, int(threads)))
+    n = max(1, int(threads))
+    os.environ["OMP_NUM_THREADS"] = str(n)  # a torch imported later starts with n threads
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
     logger = logging.getLogger("losslab")
     logger.handlers.clear()
     logger.setLevel(level)

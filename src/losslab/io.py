@@ -3,6 +3,9 @@
 Every writer goes through :func:`atomic_path`: the data is written to a temporary name in the
 same folder and renamed into place, so a killed job never leaves a file that looks complete.
 Every reader turns a truncated or corrupted file into an :class:`ArtifactError` that names it.
+
+torch is imported by the checkpoint functions only, so jobs that only read and write tables
+(gathers, summaries, figures) start without it.
 """
 from __future__ import annotations
 
@@ -17,7 +20,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
-import torch
 
 
 class ArtifactError(RuntimeError):
@@ -60,6 +62,8 @@ def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
 
 def save_tensors(obj: dict, path: str | os.PathLike) -> None:
     """``torch.save`` of a dict of tensors and plain values, atomically."""
+    import torch
+
     buf = io.BytesIO()  # in memory: the archive name inside the zip does not depend on the file name
     torch.save(obj, buf)
     with atomic_path(path) as tmp:
@@ -68,6 +72,8 @@ def save_tensors(obj: dict, path: str | os.PathLike) -> None:
 
 def load_tensors(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``: loading never runs code."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"checkpoint {path} does not exist")
