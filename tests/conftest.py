@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,4 +48,14 @@ def tiny_run(tmp_path_factory) -> Path:
     """One complete run of the whole workflow on the tiny config, shared by e2e tests."""
     work = tmp_path_factory.mktemp("tiny_run")
     snakemake(work)
+    return work
+
+
+@pytest.fixture
+def tiny_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of the complete tiny run (timestamps and Snakemake metadata kept), for a
+    test that checks one stage's outputs or changes files and config: no test retrains what the
+    shared run already built."""
+    work = tmp_path / "tiny"
+    shutil.copytree(tiny_run, work, symlinks=True)
     return work

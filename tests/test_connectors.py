@@ -29,8 +29,8 @@ def _config(tmp_path: Path, **sections) -> Path:
 
 
 @pytest.mark.e2e
-def test_connector_stages_end_to_end(tmp_path):
-    snakemake(tmp_path, *FIGS, f"{TOY}/tunnel_summary.parquet")
+def test_connector_stages_end_to_end(tiny_copy):
+    tmp_path = tiny_copy  # the shared tiny run built every connector and toy target
     for f in FIGS:
         assert (tmp_path / f).stat().st_size > 1000, f
 

@@ -232,8 +232,8 @@ def test_bad_curve_config_fails_before_any_job(tmp_path):
 
 
 @pytest.mark.e2e
-def test_tiny_curves_end_to_end(tmp_path):
-    snakemake(tmp_path, *TARGETS)
+def test_tiny_curves_end_to_end(tiny_copy):
+    tmp_path = tiny_copy  # the shared tiny run built every curve target
     base = tmp_path / CURVE_DIR
     cv = curves.load_curve(base / "curve.pt")
     w1 = io.load_point(tmp_path / "results/digits/simplecnn/endpoints/default/seed0/model.pt")

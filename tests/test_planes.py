@@ -285,7 +285,7 @@ def test_config_schema_bounds():
     with pytest.raises(ConfigError, match="planes.resolution"):
         validate_config(_config(resolution=1))
     with pytest.raises(ConfigError, match="planes.random.normalization"):
-        validate_config(_config(random={"normalization": "unit"}))
+        validate_config(_config(random={"normalization": "spherical"}))
     with pytest.raises(ConfigError, match="unknown key"):
         validate_config(_config(colour="red"))
 
@@ -293,12 +293,15 @@ def test_config_schema_bounds():
 def test_dry_run_1000x1000_is_a_sane_number_of_jobs(tmp_path):
     cfg = tmp_path / "big.yaml"
     big = yaml.safe_load(TINY.read_text())
+    planes = planned_jobs(snakemake(tmp_path, "-n"))["plane_gather"]  # every stage's planes, one gather each
+    assert planes >= 2
     big["planes"] = {"resolution": 1000, "tiles_per_side": 20}
     cfg.write_text(yaml.safe_dump(big))
     proc = snakemake(tmp_path, "-n", configfile=cfg)
     jobs = planned_jobs(proc)
-    assert jobs["plane_tile"] == 2 * 400  # two planes x 20 x 20 tiles
-    assert jobs["plane_gather"] == 2 and jobs["plot_plane"] == 2
+    assert jobs["plane_tile"] == planes * 400  # 20 x 20 tiles of 50 x 50 points per plane
+    assert jobs["plane_gather"] == planes and jobs["plot_plane"] == planes
+    assert sum(jobs.values()) < planes * 410 + 200  # tiles dominate; nothing else scales with G
     bad = dict(big, planes={"resolution": 4, "tiles_per_side": 5})
     cfg.write_text(yaml.safe_dump(bad))
     proc = snakemake(tmp_path, "-n", configfile=cfg, check=False)
@@ -307,42 +310,40 @@ def test_dry_run_1000x1000_is_a_sane_number_of_jobs(tmp_path):
 
 # ----- end to end ---------------------------------------------------------------------------------
 @pytest.mark.e2e
-def test_planes_stage_end_to_end(tmp_path):
-    res = "results/digits/simplecnn"
+def test_planes_stage_end_to_end(tiny_copy):
+    work, res = tiny_copy, "results/digits/simplecnn"
     targets = [f"{res}/figures/planes/three-endpoints.png", f"{res}/figures/planes/radial-seed0.png"]
-    snakemake(tmp_path, "--nolock", *targets)
     for t in targets:
-        assert (tmp_path / t).stat().st_size > 5000
-        assert (tmp_path / t.replace(".png", ".pdf")).exists()
+        assert (work / t).stat().st_size > 5000
+        assert (work / t.replace(".png", ".pdf")).exists()
     cfg = yaml.safe_load(TINY.read_text())
     G = cfg["planes"]["resolution"]
-    grid = io.read_parquet(tmp_path / res / "planes/three-endpoints/grid.parquet")
+    grid = io.read_parquet(work / res / "planes/three-endpoints/grid.parquet")
     assert len(grid) == 2 * G * G and grid["loss"].notna().all()
     assert {"dataset", "model", "plane", "x", "y", "ix", "iy", "split", "loss", "accuracy", "bn_policy"} <= set(grid.columns)
-    pts = io.read_parquet(tmp_path / res / "planes/three-endpoints/points.parquet")
+    pts = io.read_parquet(work / res / "planes/three-endpoints/points.parquet")
     assert list(pts["point"]) == ["seed 0", "seed 1", "seed 2"]
     # the grid's corners enclose the defining points (margins)
     assert grid["x"].min() < pts["x"].min() and grid["x"].max() > pts["x"].max()
 
+    # the curve's plane: the track of every saved epoch, and one animation frame per epoch
+    curve = f"{res}/planes/curve-bezier1-default-seed0-seed1"
+    track = io.read_parquet(work / curve / "track.parquet")
+    epochs = track[track["source"] == "epoch"]
+    assert sorted(epochs["epoch"].unique()) == list(range(cfg["curves"]["epochs"] + 1))
+    assert track.loc[track["source"] == "final", "residual"].abs().max() < 1e-6  # a quadratic Bezier lies in its plane
+    gif = work / f"{res}/figures/planes/curve-bezier1-default-seed0-seed1-training.gif"
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        assert im.n_frames == cfg["curves"]["epochs"] + 1
+    # the 1-D regression curve's plane (blog Figure 7, right)
+    assert (work / "results/regression1d/mlp/figures/planes/curve-bezier1-default-seed0-seed1.png").stat().st_size > 5000
+
     # a run killed before the gather (so no grid and no figure yet) recomputes only missing tiles
     for f in ("planes/three-endpoints/tiles/tile1_0.parquet", "planes/three-endpoints/grid.parquet",
               "figures/planes/three-endpoints.png", "figures/planes/three-endpoints.pdf"):
-        (tmp_path / res / f).unlink()
-    jobs = planned_jobs(snakemake(tmp_path, "-n", "--nolock", *targets))
+        (work / res / f).unlink()
+    jobs = planned_jobs(snakemake(work, "-n", "--nolock", *targets))
     assert jobs.get("plane_tile") == 1 and jobs.get("plane_gather") == 1 and jobs.get("plot_plane") == 1, jobs
     assert "train_endpoint" not in jobs and "plane_basis" not in jobs
-
-    # curve-training animation on the real gathered grid with a synthetic curve between two
-    # real endpoints (the curves stage is not on this branch)
-    plane = planes.load_plane(tmp_path / res / "planes/three-endpoints/plane.pt")
-    w = [io.load_point(tmp_path / res / f"endpoints/default/seed{s}/model.pt").flat for s in (0, 1, 2)]
-    epochs = []
-    for e in range(3):
-        bend = 0.5 * (w[0] + w[1]) + (w[2] - 0.5 * (w[0] + w[1])) * e / 2
-        p = tmp_path / f"epoch{e:04d}.pt"
-        _write_curve(p, torch.stack([w[0], bend, w[1]]))
-        epochs.append(str(p))
-    track = planes.curve_track(plane, epochs[-1], epochs, t_marks=[0.5])
-    gif = tmp_path / "training.gif"
-    n = plane_render.animate_curve(grid, pts, track, str(gif))
-    assert n == 3 and gif.stat().st_size > 5000

@@ -240,7 +240,7 @@ E2E = {
     "endpoints": {"seeds": [0], "train": {"optimizer": "sgd", "lr": 0.05, "epochs": 3}},
     "tunnels": {"seeds": [0], "sweep": {"lr": [0.05, 1e6], "batch_size": [], "l2": [], "dropout": [], "width": []},
                 "directions": 3, "profile_points": 5, "bisection_steps": 5, "r_max": 10.0,
-                "slices": {"extent": 10.0}},
+                "slices": {"enabled": True, "extent": 10.0}},
     "swa": {"seeds": [0], "lrs": [0.05, 1e6], "schedules": ["constant", "cyclic"], "epochs": 2, "snapshot_every": 1,
             "line_points": 3},
 }

@@ -1,5 +1,6 @@
 """Real Snakemake runs: the default DAG resolves, a tiny run works, only changed stages rerun."""
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,9 +26,8 @@ def test_bad_config_fails_before_any_job(tmp_path):
 
 
 @pytest.mark.e2e
-def test_tiny_endpoints_end_to_end(tmp_path):
-    snakemake(tmp_path, "results/digits/simplecnn/endpoints/summary.parquet",
-              "results/digits/simplecnn/figures/endpoint_training.png")
+def test_tiny_endpoints_end_to_end(tiny_copy):
+    tmp_path = tiny_copy  # the shared tiny run of the whole workflow
     base = tmp_path / "results/digits/simplecnn"
     for seed in (0, 1, 2):
         m = io.read_parquet(base / f"endpoints/default/seed{seed}/metrics.parquet")
@@ -62,12 +62,26 @@ def test_tiny_endpoints_end_to_end(tmp_path):
 
 
 @pytest.mark.e2e
-def test_report_has_captioned_figure(tmp_path):
-    snakemake(tmp_path, "results/digits/simplecnn/figures/endpoint_training.png")
-    # restrict the report to the built target: other stages add report figures of their own
-    snakemake(tmp_path, "--report", str(tmp_path / "report.html"), "results/digits/simplecnn/figures/endpoint_training.png")
-    html = (tmp_path / "report.html").read_text(errors="ignore")
-    assert "endpoint_training.png" in html
+def test_report_has_every_figure_with_its_caption(tiny_copy):
+    """`snakemake --report` over the whole tiny run: every PNG and GIF the run drew is in it."""
+    report = tiny_copy / "report.zip"  # a .zip report keeps one file per figure, so it can be listed
+    snakemake(tiny_copy, "--report", str(report))
+    import zipfile
+
+    import html as htmllib
+
+    with zipfile.ZipFile(report) as z:
+        names = z.namelist()
+        html = htmllib.unescape(z.read(next(n for n in names if n.endswith("report.html"))).decode(errors="ignore"))
+    figures = sorted(p.name for p in (tiny_copy / "results").rglob("*") if p.suffix in (".png", ".gif"))
+    assert len(figures) >= 15
+    packed = {Path(n).name for n in names}
+    assert set(figures) <= packed, sorted(set(figures) - packed)
+    for caption in (REPO / "workflow" / "report").glob("*.rst"):
+        if caption.name == "workflow.rst":
+            continue
+        first = caption.read_text().split()[:6]  # each caption's opening words appear in the report
+        assert " ".join(first)[:30] in " ".join(html.split()), caption.name
 
 
 def test_cifar10_preset_dry_runs_at_paper_scale(tmp_path):
