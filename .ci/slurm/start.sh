@@ -2,12 +2,13 @@
 # Start a real single-node SLURM cluster on this machine (Debian 12, slurm 22.05), as root.
 #
 #   .ci/slurm/start.sh            # install missing packages, write configs, start daemons
-#   .ci/slurm/start.sh --check    # exit 0 only if the cluster already answers
+#   .ci/slurm/start.sh --check    # exit 0 only if the cluster already answers, as configured here
 #
 # Daemons: munged (auth), mariadb + slurmdbd (accounting, so `sacct` works for the Snakemake
-# SLURM plugin), slurmctld + slurmd with select/cons_tres. The node advertises one count-only
-# GPU gres so that `--gpus=1` requests from GPU-tagged rules are accepted and accounted; jobs
-# still run on the CPU. Idempotent: rerunning it on a running cluster only checks it.
+# SLURM plugin), slurmctld + slurmd with select/cons_tres. The node advertises one placeholder
+# GPU gres per CPU so that `--gpus=1` requests from GPU-tagged rules are accepted and accounted
+# without serialising them; jobs still run on the CPU. Idempotent: rerunning it on a running
+# cluster only checks it (a cluster started with a different configuration is restarted).
 set -euo pipefail
 
 CLUSTER=${LOSSLAB_SLURM_CLUSTER:-losslab}
@@ -19,12 +20,75 @@ HOST=$(hostname -s)
 
 log() { echo "[slurm/start] $*" >&2; }
 
+# ---- configuration --------------------------------------------------------------------------
+CPUS=$(nproc)
+MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
+
+write_configs() {  # write_configs DIR: slurm.conf and gres.conf of this cluster
+    local dir=$1
+    cat >"$dir/slurm.conf" <<EOF
+# Written by losslab .ci/slurm/start.sh: a single-node test cluster.
+ClusterName=$CLUSTER
+SlurmctldHost=$HOST
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+StateSaveLocation=$STATE/ctld
+SlurmdSpoolDir=$STATE/d
+SlurmctldPidFile=/run/losslab-slurmctld.pid
+SlurmdPidFile=/run/losslab-slurmd.pid
+SlurmctldLogFile=$LOGS/slurmctld.log
+SlurmdLogFile=$LOGS/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+ReturnToService=2
+SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=1
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+GresTypes=gpu
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=5
+AccountingStoreFlags=job_comment
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStorageTRES=gres/gpu
+JobCompType=jobcomp/none
+MinJobAge=300
+KillWait=5
+InactiveLimit=0
+SlurmctldTimeout=30
+SlurmdTimeout=30
+NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:$CPUS State=UNKNOWN
+PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+EOF
+
+    # Placeholder GPUs, one per CPU (empty files as their devices), so GPU requests are scheduled
+    # and accounted but never keep two jobs from sharing the node.
+    local i
+    : >"$dir/gres.conf"
+    for ((i = 0; i < CPUS; i++)); do
+        echo "NodeName=$HOST Name=gpu File=$STATE/gpu$i" >>"$dir/gres.conf"
+    done
+}
+
+
 cluster_ok() {
-    local d
+    local d want
     if [[ -e "$ETC/slurm.conf" ]] && grep -q 'losslab .ci/slurm/start.sh' "$ETC/slurm.conf"; then
         for d in slurmdbd slurmctld slurmd; do  # the daemons this script starts must all run
             [[ -s /run/losslab-$d.pid ]] && kill -0 "$(cat /run/losslab-$d.pid)" 2>/dev/null || return 1
         done
+        # ... with the configuration this script writes now (one started with an older one restarts)
+        want=$(mktemp -d)
+        write_configs "$want"
+        if ! cmp -s "$want/slurm.conf" "$ETC/slurm.conf" || ! cmp -s "$want/gres.conf" "$ETC/gres.conf"; then
+            rm -rf "$want"
+            return 1
+        fi
+        rm -rf "$want"
     fi
     command -v sinfo >/dev/null 2>&1 &&
         timeout 10 sinfo -h -p "$PARTITION" -o "%T" 2>/dev/null | grep -Eq '^(idle|mixed|allocated)$' &&
@@ -66,54 +130,8 @@ fi
 
 mkdir -p "$ETC" "$STATE"/{ctld,d} "$LOGS" /run/munge /run/mysqld /var/log/munge /var/lib/munge /etc/munge
 chown mysql:mysql /run/mysqld 2>/dev/null || true
-
-# ---- configuration --------------------------------------------------------------------------
-CPUS=$(nproc)
-MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
-
-cat >"$ETC/slurm.conf" <<EOF
-# Written by losslab .ci/slurm/start.sh: a single-node test cluster.
-ClusterName=$CLUSTER
-SlurmctldHost=$HOST
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-StateSaveLocation=$STATE/ctld
-SlurmdSpoolDir=$STATE/d
-SlurmctldPidFile=/run/losslab-slurmctld.pid
-SlurmdPidFile=/run/losslab-slurmd.pid
-SlurmctldLogFile=$LOGS/slurmctld.log
-SlurmdLogFile=$LOGS/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-MpiDefault=none
-ReturnToService=2
-SchedulerType=sched/backfill
-SchedulerParameters=sched_interval=1
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-GresTypes=gpu
-JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=5
-AccountingStoreFlags=job_comment
-AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=localhost
-AccountingStorageTRES=gres/gpu
-JobCompType=jobcomp/none
-MinJobAge=300
-KillWait=5
-InactiveLimit=0
-SlurmctldTimeout=30
-SlurmdTimeout=30
-NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:1 State=UNKNOWN
-PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
-EOF
-
-# One placeholder GPU (/dev/null as its device): enough for the scheduler and accounting.
-cat >"$ETC/gres.conf" <<EOF
-NodeName=$HOST Name=gpu File=/dev/null Count=1
-EOF
+write_configs "$ETC"
+for ((i = 0; i < CPUS; i++)); do : >"$STATE/gpu$i"; done
 
 DBPASS=losslab-slurm
 cat >"$ETC/slurmdbd.conf" <<EOF
