@@ -302,6 +302,13 @@ def test_dry_run_1000x1000_is_a_sane_number_of_jobs(tmp_path):
     assert jobs["plane_tile"] == planes * 400  # 20 x 20 tiles of 50 x 50 points per plane
     assert jobs["plane_gather"] == planes and jobs["plot_plane"] == planes
     assert sum(jobs.values()) < planes * 410 + 200  # tiles dominate; nothing else scales with G
+    # tunnel slices at their own resolution: G = 10 caps them at 10 x 10 tiles of one point
+    big["tunnels"] = dict(big.get("tunnels", {}), slices={"enabled": True, "resolution": 10})
+    cfg.write_text(yaml.safe_dump(big))
+    jobs = planned_jobs(snakemake(tmp_path, "-n", configfile=cfg))
+    slices = jobs["plane_gather"] - planes
+    assert slices >= 1
+    assert jobs["plane_tile"] == planes * 400 + slices * 100
     bad = dict(big, planes={"resolution": 4, "tiles_per_side": 5})
     cfg.write_text(yaml.safe_dump(bad))
     proc = snakemake(tmp_path, "-n", configfile=cfg, check=False)

@@ -240,7 +240,7 @@ E2E = {
     "endpoints": {"seeds": [0], "train": {"optimizer": "sgd", "lr": 0.05, "epochs": 3}},
     "tunnels": {"seeds": [0], "sweep": {"lr": [0.05, 1e6], "batch_size": [], "l2": [], "dropout": [], "width": []},
                 "directions": 3, "profile_points": 5, "bisection_steps": 5, "r_max": 10.0,
-                "slices": {"enabled": True, "extent": 10.0}},
+                "slices": {"enabled": True, "extent": 10.0, "resolution": 5}},
     "swa": {"seeds": [0], "lrs": [0.05, 1e6], "schedules": ["constant", "cyclic"], "epochs": 2, "snapshot_every": 1,
             "line_points": 3},
 }
@@ -280,6 +280,7 @@ def test_tiny_sweep_end_to_end_with_a_diverged_setting(tmp_path):
     # the 2-D slice around the optimum (planes engine, unit directions): a well, lowest in the middle
     grid = io.read_parquet(base / "planes/tunnel-default-seed0/grid.parquet")
     train = grid[grid["split"] == "train"]
+    assert len(train) == 5 * 5  # tunnels.slices.resolution, not planes.resolution
     r = (train["x"] ** 2 + train["y"] ** 2) ** 0.5
     assert train["x"].min() == pytest.approx(-10.0) and train["x"].max() == pytest.approx(10.0)
     assert train.loc[r <= r.quantile(0.25), "loss"].mean() < train.loc[r >= r.quantile(0.75), "loss"].mean()

@@ -16,14 +16,18 @@ if PL["tiles_per_side"] > PL["resolution"]:
 PLANES = {}
 
 
-def register_plane(name, kind, inputs, spec_ckpt, dataset=None, model=None, **extra):
+def register_plane(name, kind, inputs, spec_ckpt, dataset=None, model=None, resolution=None, **extra):
     """Define a plane; its render (and animation), and its tiles, become targets of rule all.
 
-    Tiles are targets too: Snakemake 9 does not rebuild a deleted intermediate file whose
-    descendants are up to date, and a deleted tile must be recomputed (then gathered and drawn).
+    `resolution` (default planes.resolution) is the plane's G; it runs as
+    min(planes.tiles_per_side, G)^2 tiles. Tiles are targets too: Snakemake 9 does not rebuild a
+    deleted intermediate file whose descendants are up to date, and a deleted tile must be
+    recomputed (then gathered and drawn).
     """
-    PLANES[(dataset or DS, model or MODEL, name)] = {"kind": kind, "inputs": dict(inputs), "spec": spec_ckpt, **extra}
-    n = PL["tiles_per_side"]
+    res = resolution or PL["resolution"]
+    n = min(PL["tiles_per_side"], res)
+    PLANES[(dataset or DS, model or MODEL, name)] = {"kind": kind, "inputs": dict(inputs), "spec": spec_ckpt,
+                                                     "resolution": res, "tiles": n, **extra}
     d = plane_dir(name, dataset, model)
     ALL_TARGETS.extend(f"{d}/tiles/tile{i}_{j}.parquet" for j in range(n) for i in range(n))
     ALL_TARGETS.append(plane_figure(name, dataset=dataset, model=model))
@@ -102,7 +106,8 @@ rule plane_basis:
 
 def tile_params(wildcards):
     exp = experiment(wildcards)
-    return {"resolution": PL["resolution"], "tiles_per_side": PL["tiles_per_side"], "engine": PL["engine"],
+    d = plane_def(wildcards)
+    return {"resolution": d["resolution"], "tiles_per_side": d["tiles"], "engine": PL["engine"],
             "dataset": exp["dataset"], "evaluation": config["evaluation"]}
 
 
@@ -125,7 +130,7 @@ rule plane_tile:
 
 
 def plane_tiles(wildcards):
-    n = PL["tiles_per_side"]
+    n = plane_def(wildcards)["tiles"]
     d = plane_dir(wildcards.plane, wildcards.dataset, wildcards.model)
     return [f"{d}/tiles/tile{i}_{j}.parquet" for j in range(n) for i in range(n)]
 
@@ -137,7 +142,7 @@ rule plane_gather:
     output:
         grid=f"{RES}/{{dataset}}/{{model}}/planes/{{plane}}/grid.parquet",
     params:
-        resolution=PL["resolution"],
+        resolution=lambda wc: plane_def(wc)["resolution"],
     log:
         "logs/{dataset}/{model}/planes/{plane}/gather.log",
     resources:

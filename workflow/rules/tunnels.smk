@@ -52,7 +52,7 @@ if _sl["enabled"]:
     for _setting in TUNNEL_SETTINGS:
         _ckpt = endpoint_path(_setting, _sl["seed"])
         _plane = f"tunnel-{_setting}-seed{_sl['seed']}"
-        register_plane(_plane, "random", {f"seed {_sl['seed']}": _ckpt}, _ckpt,
+        register_plane(_plane, "random", {f"seed {_sl['seed']}": _ckpt}, _ckpt, resolution=_sl["resolution"],
                        random={"direction_seed": config["tunnels"]["direction_seed"] + _sl["seed"],
                                "normalization": "unit", "extent": _sl["extent"]})
 
