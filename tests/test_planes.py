@@ -296,19 +296,16 @@ def test_dry_run_1000x1000_is_a_sane_number_of_jobs(tmp_path):
     planes = planned_jobs(snakemake(tmp_path, "-n"))["plane_gather"]  # every stage's planes, one gather each
     assert planes >= 2
     big["planes"] = {"resolution": 1000, "tiles_per_side": 20}
-    cfg.write_text(yaml.safe_dump(big))
-    proc = snakemake(tmp_path, "-n", configfile=cfg)
-    jobs = planned_jobs(proc)
-    assert jobs["plane_tile"] == planes * 400  # 20 x 20 tiles of 50 x 50 points per plane
-    assert jobs["plane_gather"] == planes and jobs["plot_plane"] == planes
-    assert sum(jobs.values()) < planes * 410 + 200  # tiles dominate; nothing else scales with G
     # tunnel slices at their own resolution: G = 10 caps them at 10 x 10 tiles of one point
     big["tunnels"] = dict(big.get("tunnels", {}), slices={"enabled": True, "resolution": 10})
     cfg.write_text(yaml.safe_dump(big))
-    jobs = planned_jobs(snakemake(tmp_path, "-n", configfile=cfg))
-    slices = jobs["plane_gather"] - planes
+    proc = snakemake(tmp_path, "-n", configfile=cfg)
+    jobs = planned_jobs(proc)
+    slices = jobs["plane_gather"] - planes  # one slice per swept setting
     assert slices >= 1
-    assert jobs["plane_tile"] == planes * 400 + slices * 100
+    assert jobs["plane_tile"] == planes * 400 + slices * 100  # 20 x 20 tiles of 50 x 50 points per plane
+    assert jobs["plot_plane"] == planes + slices
+    assert sum(jobs.values()) < planes * 410 + slices * 110 + 200  # tiles dominate; nothing else scales with G
     bad = dict(big, planes={"resolution": 4, "tiles_per_side": 5})
     cfg.write_text(yaml.safe_dump(bad))
     proc = snakemake(tmp_path, "-n", configfile=cfg, check=False)
