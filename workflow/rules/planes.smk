@@ -28,8 +28,7 @@ def register_plane(name, kind, inputs, spec_ckpt, dataset=None, model=None, reso
     n = min(PL["tiles_per_side"], res)
     PLANES[(dataset or DS, model or MODEL, name)] = {"kind": kind, "inputs": dict(inputs), "spec": spec_ckpt,
                                                      "resolution": res, "tiles": n, **extra}
-    d = plane_dir(name, dataset, model)
-    ALL_TARGETS.extend(f"{d}/tiles/tile{i}_{j}.parquet" for j in range(n) for i in range(n))
+    ALL_TARGETS.extend(tile_paths(plane_dir(name, dataset, model), n))
     ALL_TARGETS.append(plane_figure(name, dataset=dataset, model=model))
     if kind == "curve" and extra.get("epochs"):
         ALL_TARGETS.append(plane_figure(name + "-training", "gif", dataset=dataset, model=model))
@@ -40,6 +39,11 @@ def plane_def(wildcards):
     if key not in PLANES:
         raise ValueError(f"no plane {key[2]!r} for {key[0]}/{key[1]}; configured: {sorted(k[2] for k in PLANES)}")
     return PLANES[key]
+
+
+def tile_paths(plane_folder, n):
+    """The n x n tile tables of one plane."""
+    return [f"{plane_folder}/tiles/tile{i}_{j}.parquet" for j in range(n) for i in range(n)]
 
 
 def plane_dir(name, dataset=None, model=None):
@@ -130,9 +134,7 @@ rule plane_tile:
 
 
 def plane_tiles(wildcards):
-    n = plane_def(wildcards)["tiles"]
-    d = plane_dir(wildcards.plane, wildcards.dataset, wildcards.model)
-    return [f"{d}/tiles/tile{i}_{j}.parquet" for j in range(n) for i in range(n)]
+    return tile_paths(plane_dir(wildcards.plane, wildcards.dataset, wildcards.model), plane_def(wildcards)["tiles"])
 
 
 rule plane_gather:
