@@ -4,35 +4,45 @@
 #   snakemake --cores all --configfile presets/cifar10.yaml
 #   snakemake --report results/report.html
 #
-# Stages live in workflow/rules/<stage>.smk (one library module in src/losslab each).
+# The Snakefile does three things in order: validate the config against the schema, build the
+# run plan (src/losslab/plan: every experiment, setting, curve, plane, sweep and job, with every
+# cross-section check), then include the rule files, which only read the plan. Stages live in
+# workflow/rules/<stage>.smk (one library module in src/losslab each).
 import os
 import sys
 from pathlib import Path
 
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
-# Script jobs (and jobs on cluster nodes) import the library from this checkout.
+# Script jobs (and jobs on cluster nodes) import the library from this checkout, and resolve
+# relative paths of user files against the working directory, then the workflow folder.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
+os.environ["LOSSLAB_WORKFLOW_DIR"] = str(workflow.basedir)
 
 from losslab.config import ConfigError, validate_config
+from losslab.plan import build_plan
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 try:
-    validate_config(config)
+    validate_config(config, files=workflow.configfiles)
+    PLAN = build_plan(config, cache_dir=os.path.join(".snakemake", "losslab-cache"))
 except ConfigError as _err:
     sys.exit(f"losslab: {_err}")
 
 report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
-
-for _smk in sorted((Path(workflow.basedir) / "workflow" / "rules").glob("*.smk")):
-    if _smk.name != "common.smk":
-        include: str(_smk)
+include: "workflow/rules/endpoints.smk"
+include: "workflow/rules/curves.smk"
+include: "workflow/rules/planes.smk"
+include: "workflow/rules/wedge.smk"
+include: "workflow/rules/connectors.smk"
+include: "workflow/rules/tunnels.smk"
+include: "workflow/rules/swa.smk"
 
 
 rule all:
     default_target: True
     input:
-        lambda wc: ALL_TARGETS,
+        PLAN.targets,

@@ -1,10 +1,14 @@
 """Shared test helpers: the library from this checkout, tiny configs, real Snakemake runs."""
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,16 +16,34 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
+_COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "results", "logs", ".snakemake", "__pycache__", "*.egg-info",
+                                      ".pytest_cache", "data", "build")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of this checkout's workflow (Snakefile, rules, scripts, schemas, library) at ``dest``."""
+    shutil.copytree(REPO, dest, ignore=_COPY_IGNORE)
+    return dest
+
+
+@functools.lru_cache(maxsize=None)
+def workflow_copy() -> Path:
+    """The session's copy of the workflow that Snakemake runs: tests that edit a module edit this
+    copy, never the checkout."""
+    root = Path(tempfile.mkdtemp(prefix="losslab-workflow-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return copy_workflow(root / "repo")
 
 
 def snakemake(workdir: Path, *args: str, configfile: Path | None = TINY, check: bool = True,
-              timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the real workflow of this checkout in ``workdir`` (results land there)."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2"]
+              timeout: int = 900, snakefile: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real workflow (the session's copy, or ``snakefile``) in ``workdir`` (results land there)."""
+    snakefile = snakefile or workflow_copy() / "Snakefile"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir), "--cores", "2"]
     cmd += list(args)
     if configfile is not None:  # last: --configfile takes several values and would eat targets
         cmd += ["--configfile", str(configfile)]
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    env = dict(os.environ, PYTHONPATH=str(snakefile.parent / "src"))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
@@ -41,6 +63,27 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
             break
         jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+def dry_run_jobs(proc: subprocess.CompletedProcess, keep_all: bool = False) -> list[dict]:
+    """The jobs a dry run lists: rule, outputs, inputs and the reason Snakemake gives
+    (the `all` job only with ``keep_all``)."""
+    jobs, cur = [], None
+    for line in (proc.stdout + proc.stderr).splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if m:
+            cur = {"rule": m.group(1), "output": [], "input": [], "reason": ""}
+            jobs.append(cur)
+            continue
+        if cur is None or not line.startswith("    "):
+            cur = None
+            continue
+        key, _, val = line.strip().partition(": ")
+        if key in ("output", "input"):
+            cur[key] = [v.strip() for v in val.split(",") if v.strip()]
+        elif key == "reason":
+            cur["reason"] = val
+    return [j for j in jobs if keep_all or j["rule"] != "all"]
 
 
 @pytest.fixture(scope="session")

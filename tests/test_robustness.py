@@ -9,16 +9,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
 
-from conftest import REPO, TINY, snakemake
+from conftest import REPO, TINY, snakemake, workflow_copy
 from losslab import io
 from losslab.config import ConfigError, validate_config
+from losslab.plan import build_plan
 
 ENDPOINT = "results/digits/simplecnn/endpoints/default/seed0"
 
@@ -41,7 +41,7 @@ BAD = [
     ("endpoints.train.epochs", "ten", "endpoints.train.epochs = 'ten' has the wrong type; expected integer"),
     ("endpoints.train.epochs", 0, "endpoints.train.epochs = 0 is out of range; it must be >= 1"),
     ("endpoints.train.batch_size", -64, "endpoints.train.batch_size = -64 is out of range"),
-    ("endpoints.seeds", [0, -1], "endpoints.seeds.1 = -1 is out of range"),
+    ("endpoints.seeds", [0, -1], "endpoints.seeds[1] = -1 is out of range"),
     ("endpoints.settings.wide.lr", -0.1, "endpoints.settings.wide.lr = -0.1 is out of range"),
     ("endpoints.train.optimizer", "rmsprop", "endpoints.train.optimizer = 'rmsprop' is not allowed; allowed values: adam, sgd"),
     ("evaluation.train_size", 0, "evaluation.train_size = 0 is out of range; it must be >= 1"),
@@ -69,7 +69,7 @@ def test_bad_config_names_the_key(key, value, expected):
 def test_missing_torchvision_data_without_download_names_the_key(tmp_path):
     cfg = _set(_set(_default(), "dataset.name", "mnist"), "dataset.data_dir", str(tmp_path / "nodata"))
     with pytest.raises(ConfigError) as err:
-        validate_config(cfg)
+        build_plan(validate_config(cfg))
     msg = str(err.value)
     assert "dataset.name" in msg and "dataset.download: true" in msg and str(tmp_path / "nodata") in msg
 
@@ -206,10 +206,10 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
     snakemake(ref, *args, "--", target, configfile=None)
 
     work = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "1",
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(workflow_copy() / "Snakefile"), "-d", str(work), "--cores", "1",
            *args, "--", target]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+                            env=dict(os.environ, PYTHONPATH=str(workflow_copy() / "src")))
     resume = work / ENDPOINT / "resume.pt"
     deadline = time.time() + 600
     while not resume.exists() and proc.poll() is None and time.time() < deadline:
@@ -264,10 +264,10 @@ def test_killed_curve_training_resumes_to_the_same_curve(tiny_run, tmp_path):
         shutil.copytree(tiny_run, d, symlinks=True)
     snakemake(ref, *args, "--", *targets, configfile=None)
 
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "1",
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(workflow_copy() / "Snakefile"), "-d", str(work), "--cores", "1",
            *args, "--", *targets]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+                            env=dict(os.environ, PYTHONPATH=str(workflow_copy() / "src")))
     resume = work / folder / "resume.pt"
     deadline = time.time() + 600
     while not resume.exists() and proc.poll() is None and time.time() < deadline:

@@ -1,8 +1,6 @@
 """Real Snakemake runs: the default DAG resolves, a tiny run works, only changed stages rerun."""
-import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 

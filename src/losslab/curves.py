@@ -374,10 +374,38 @@ def save_curve(kind: str, control: torch.Tensor, meta: dict, path) -> None:
 
 
 def load_curve(path, map_location="cpu") -> dict:
+    """A curve checkpoint: ``{"format", "kind", "control" [k + 2, D], "meta"}`` (checked)."""
     obj = load_tensors(path, map_location)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ArtifactError(f"checkpoint {path} is not a losslab curve ({FORMAT})")
+    control = obj["control"]
+    if control.ndim != 2 or control.shape[0] < 3:
+        raise ArtifactError(f"curve {path}: control points have shape {tuple(control.shape)}; "
+                            "expected [k + 2, D] with k >= 1")
     return obj
+
+
+EPOCHS_FORMAT = "losslab.curve-epochs/1"
+
+
+def save_curve_epochs(kind: str, snapshots: list, meta: dict, path) -> None:
+    """The curve after every epoch in one file: the endpoints once and the bends of each epoch
+    (``bends`` [E + 1, k, D], E = 0 is the initial curve)."""
+    first = snapshots[0]
+    save_tensors({"format": EPOCHS_FORMAT, "kind": kind, "w1": first[0].detach().cpu(),
+                  "w2": first[-1].detach().cpu(),
+                  "bends": torch.stack([s[1:-1].detach().cpu() for s in snapshots]).contiguous(),
+                  "meta": dict(meta)}, path)
+
+
+def load_curve_epochs(path, map_location="cpu") -> dict:
+    """``{"kind", "meta", "controls"}`` with ``controls`` [E + 1, k + 2, D] of a per-epoch file."""
+    obj = load_tensors(path, map_location)
+    if not isinstance(obj, dict) or obj.get("format") != EPOCHS_FORMAT:
+        raise ArtifactError(f"file {path} is not a losslab per-epoch curve file ({EPOCHS_FORMAT})")
+    b = obj["bends"]
+    ends = [obj[k][None, None].expand(b.shape[0], 1, b.shape[-1]) for k in ("w1", "w2")]
+    return {"kind": obj["kind"], "meta": obj["meta"], "controls": torch.cat([ends[0], b, ends[1]], 1)}
 
 
 # =====================================================================================

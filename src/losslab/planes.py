@@ -173,46 +173,49 @@ def random_plane(origin: torch.Tensor, seed: int, normalization: str = "norm", l
                  {"seed": int(seed), "normalization": normalization})
 
 
-def load_curve(obj_or_path) -> tuple[str, torch.Tensor, dict]:
-    """(kind, control [k + 2, D], meta) of a curve checkpoint (format ``losslab.curve/1``)."""
-    obj = load_tensors(obj_or_path) if not isinstance(obj_or_path, dict) else obj_or_path
-    if not isinstance(obj, dict) or obj.get("format") != "losslab.curve/1":
-        raise ArtifactError(f"checkpoint {obj_or_path if not isinstance(obj_or_path, dict) else ''} is not a losslab curve")
-    control = obj["control"].float()
-    if control.ndim != 2 or control.shape[0] < 3:
-        raise ArtifactError(f"curve control points have shape {tuple(control.shape)}; expected [k + 2, D] with k >= 1")
-    return obj["kind"], control, dict(obj.get("meta", {}))
-
-
-def curve_plane(obj, path: str = "") -> Plane:
+def curve_plane(path) -> Plane:
     """The plane of a curve: through its endpoints control[0], control[-1] and its middle bend
     control[(k + 2) // 2] (the only bend for k = 1). w1 sits at (0, 0) and w2 on the x axis."""
-    kind, control, meta = load_curve(obj if isinstance(obj, dict) else path or obj)
+    from .curves import load_curve
+
+    cv = load_curve(path)
+    control = cv["control"].float()
     mid = control.shape[0] // 2
     plane = plane_from_points(control[0], control[-1], control[mid], names=("w1", "w2", "bend"))
     plane.kind = "curve"
-    plane.meta.update(curve_kind=kind, bends=control.shape[0] - 2, bend_index=mid)
+    plane.meta.update(curve_kind=cv["kind"], bends=control.shape[0] - 2, bend_index=mid)
     return plane
 
 
-def curve_track(plane: Plane, final, epochs=(), t_marks=(), n_t: int = 61) -> pd.DataFrame:
-    """phi(t) of the final curve and of each epoch checkpoint projected onto ``plane``.
+def frame_epochs(n_epochs: int, max_frames: int) -> np.ndarray:
+    """At most ``max_frames`` epochs of 0..n_epochs, evenly spread, first and last kept."""
+    return np.unique(np.round(np.linspace(0, n_epochs, min(max_frames, n_epochs + 1))).astype(int))
 
-    Columns: source (final | epoch), epoch (-1 for the final curve), t, x, y, residual (distance
-    of phi(t) from the plane: 0 for a quadratic Bezier curve in its own plane), mark (t is one
-    of ``t_marks``).
+
+def curve_track(plane: Plane, final, epochs=None, t_marks=(), n_t: int = 61, max_frames: int | None = None) -> pd.DataFrame:
+    """phi(t) of the final curve and of the saved epochs projected onto ``plane``.
+
+    ``final``: a curve checkpoint; ``epochs``: its per-epoch file (``curves.save_curve_epochs``),
+    of which at most ``max_frames`` epochs are kept. Columns: source (final | epoch), epoch (-1 for
+    the final curve), t, x, y, residual (distance of phi(t) from the plane: 0 for a quadratic
+    Bezier curve in its own plane), mark (t is one of ``t_marks``).
     """
     from . import curves
-    import re
 
     ts = np.unique(np.concatenate([np.linspace(0, 1, n_t), np.asarray(list(t_marks), dtype=float)]))
     marks = set(np.round(np.asarray(list(t_marks), dtype=float), 9))
+    cv = curves.load_curve(final)
+    items = [("final", -1, cv["kind"], cv["control"])]
+    if epochs is not None:
+        ep = curves.load_curve_epochs(epochs)
+        n = ep["controls"].shape[0] - 1
+        keep = frame_epochs(n, max_frames or n + 1)
+        items += [("epoch", int(e), ep["kind"], ep["controls"][e]) for e in keep]
     rows = []
-    items = [("final", -1, final)] + [("epoch", int(re.findall(r"(\d+)", str(e))[-1]), e) for e in epochs]
-    for source, epoch, ck in items:
-        kind, control, _ = load_curve(ck)
+    for source, epoch, kind, control in items:
         if control.shape[1] != plane.origin.numel():
-            raise ArtifactError(f"curve {ck} has {control.shape[1]} parameters, the plane {plane.origin.numel()}")
+            raise ArtifactError(f"curve {final if epoch < 0 else epochs} has {control.shape[1]} parameters, "
+                                f"the plane {plane.origin.numel()}")
         phi = curves.point(kind, control.double(), torch.tensor(ts, dtype=torch.float64))
         xy, res = plane.project(phi)
         rows.append(pd.DataFrame({"source": source, "epoch": epoch, "t": ts, "x": xy[:, 0], "y": xy[:, 1],

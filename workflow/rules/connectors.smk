@@ -1,42 +1,34 @@
 # Stage: connectors, m-connectors and short directions on real networks (Fort & Jastrzebski,
 # sections 4.2-4.3). Library: src/losslab/connectors.py (algorithms over any loss on flat
-# vectors) + src/losslab/hessian.py (Lanczos short-direction counts). Optima are the endpoint
-# checkpoints of the endpoint stage (the endpoint rule trains whatever seed is asked for here).
-CON = config["connectors"]
-_MC = CON["mconnector"]
-_CSET = CON["setting"]
-if _CSET not in config["endpoints"]["settings"]:
-    raise ValueError(f"connectors.setting = {_CSET!r} is not an endpoint setting; "
-                     f"known: {sorted(config['endpoints']['settings'])}")
-if max(_MC["centre_n"]) > len(_MC["centre_seeds"]):
-    raise ValueError(f"connectors.mconnector.centre_n asks for {max(_MC['centre_n'])} optima but "
-                     f"connectors.mconnector.centre_seeds lists only {len(_MC['centre_seeds'])}")
-if CON["short_directions"]["iters"] < CON["short_directions"]["top_k"]:
-    raise ValueError(f"connectors.short_directions.iters = {CON['short_directions']['iters']} must be at least "
-                     f"connectors.short_directions.top_k = {CON['short_directions']['top_k']}")
+# vectors) + src/losslab/hessian.py (Lanczos short-direction counts). Optima are endpoint
+# checkpoints; the plan (src/losslab/plan/connectors.py) names them and checks the subspace
+# dimension against the network's parameter count.
+from losslab.plan import connectors as CN
 
-_CA, _CB = CON["seeds"]
-CON_DIR = f"{BASE}/connectors/{_CSET}/seeds{_CA}-{_CB}"
-MCON_DIR = f"{BASE}/mconnectors/{_CSET}/seeds{'-'.join(map(str, _MC['seeds']))}"
-CENTRE_DIR = f"{BASE}/mconnectors/{_CSET}/centre-seeds{'-'.join(map(str, _MC['centre_seeds']))}"
-# what the optimisation of connector / m-connector nodes depends on
-_CON_OPT = {k: CON[k] for k in ("d", "subspace", "optimizer", "lr", "steps", "batch_size", "seed")}
-_CON_OPT["memory_budget_mb"] = config["compute"]["memory_budget_mb"]  # picks dense vs block-wise subspaces
+CON = config["connectors"]
+
+
+def con(wc):
+    return CN.stage(PLAN, wc.dataset, wc.model)
+
+
+def con_dataset(wc):
+    return PLAN.experiment(wc.dataset, wc.model).dataset_cfg
 
 
 rule connector:
     input:
         code=lib("data", "models", "flat", "connectors"),
-        optima=[endpoint_path(_CSET, _CA), endpoint_path(_CSET, _CB)],
+        optima=lambda wc: con(wc)["optima"],
     output:
-        nodes=f"{CON_DIR}/nodes.pt",
-        table=f"{CON_DIR}/nodes.parquet",
+        nodes=out(CN.OUT["nodes"]),
+        table=out(CN.OUT["table"]),
     params:
-        dataset=config["dataset"],
-        opt=_CON_OPT,
+        dataset=con_dataset,
+        opt=lambda wc: con(wc)["opt"],
         segments=CON["segments"],
     log:
-        f"logs/{DS}/{MODEL}/connectors/{_CSET}/seeds{_CA}-{_CB}/connector.log",
+        "logs/{dataset}/{model}/connectors/{connector}/connector.log",
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
@@ -48,16 +40,16 @@ rule connector_path:
     input:
         code=lib("data", "models", "flat", "connectors"),
         nodes=rules.connector.output.nodes,
-        optima=rules.connector.input.optima,
+        optima=lambda wc: con(wc)["optima"],
     output:
-        path=f"{CON_DIR}/path.parquet",
-        cosines=f"{CON_DIR}/cosines.parquet",
+        path=out(CN.OUT["path"]),
+        cosines=out(CN.OUT["cosines"]),
     params:
-        dataset=config["dataset"],
+        dataset=con_dataset,
         evaluation=config["evaluation"],
         eval_points=CON["eval_points"],
     log:
-        f"logs/{DS}/{MODEL}/connectors/{_CSET}/seeds{_CA}-{_CB}/path.log",
+        "logs/{dataset}/{model}/connectors/{connector}/path.log",
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
@@ -69,15 +61,15 @@ rule connector_short_directions:
     input:
         code=lib("data", "models", "flat", "connectors", "hessian"),
         nodes=rules.connector.output.nodes,
-        optima=rules.connector.input.optima,
+        optima=lambda wc: con(wc)["optima"],
     output:
-        table=f"{CON_DIR}/short_directions.parquet",
+        table=out(CN.OUT["short"]),
     params:
-        dataset=config["dataset"],
+        dataset=con_dataset,
         evaluation=config["evaluation"],
         short=CON["short_directions"],
     log:
-        f"logs/{DS}/{MODEL}/connectors/{_CSET}/seeds{_CA}-{_CB}/short_directions.log",
+        "logs/{dataset}/{model}/connectors/{connector}/short_directions.log",
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
@@ -88,16 +80,16 @@ rule connector_short_directions:
 rule mconnector:
     input:
         code=lib("data", "models", "flat", "connectors"),
-        optima=[endpoint_path(_CSET, s) for s in _MC["seeds"]],
+        optima=lambda wc: con(wc)["m_optima"],
     output:
-        nodes=f"{MCON_DIR}/nodes.pt",
-        table=f"{MCON_DIR}/nodes.parquet",
+        nodes=out(CN.OUT["m_nodes"]),
+        table=out(CN.OUT["m_table"]),
     params:
-        dataset=config["dataset"],
-        opt=_CON_OPT,
-        resolution=_MC["resolution"],
+        dataset=con_dataset,
+        opt=lambda wc: con(wc)["opt"],
+        resolution=CON["mconnector"]["resolution"],
     log:
-        f"logs/{DS}/{MODEL}/mconnectors/{_CSET}/triangle.log",
+        "logs/{dataset}/{model}/mconnectors/{mconnector}/triangle.log",
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
@@ -109,15 +101,15 @@ rule mconnector_surface:
     input:
         code=lib("data", "models", "flat", "connectors"),
         nodes=rules.mconnector.output.nodes,
-        optima=rules.mconnector.input.optima,
+        optima=lambda wc: con(wc)["m_optima"],
     output:
-        table=f"{MCON_DIR}/surface.parquet",
+        table=out(CN.OUT["m_surface"]),
     params:
-        dataset=config["dataset"],
+        dataset=con_dataset,
         evaluation=config["evaluation"],
-        eval_resolution=_MC["eval_resolution"],
+        eval_resolution=CON["mconnector"]["eval_resolution"],
     log:
-        f"logs/{DS}/{MODEL}/mconnectors/{_CSET}/surface.log",
+        "logs/{dataset}/{model}/mconnectors/{mconnector}/surface.log",
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
@@ -128,17 +120,17 @@ rule mconnector_surface:
 rule mconnector_centre:
     input:
         code=lib("data", "models", "flat", "connectors", "hessian"),
-        optima=[endpoint_path(_CSET, s) for s in _MC["centre_seeds"]],
+        optima=lambda wc: con(wc)["centre_optima"],
     output:
-        table=f"{CENTRE_DIR}/centre.parquet",
+        table=out(CN.OUT["centre"]),
     params:
-        dataset=config["dataset"],
+        dataset=con_dataset,
         evaluation=config["evaluation"],
-        opt=_CON_OPT,
+        opt=lambda wc: con(wc)["opt"],
         short=CON["short_directions"],
-        centre_n=_MC["centre_n"],
+        centre_n=CON["mconnector"]["centre_n"],
     log:
-        f"logs/{DS}/{MODEL}/mconnectors/{_CSET}/centre.log",
+        "logs/{dataset}/{model}/mconnectors/{mconnector}/centre.log",
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
@@ -146,33 +138,40 @@ rule mconnector_centre:
         "../scripts/mconnector_centre.py"
 
 
-_CFIG = f"{BASE}/figures/connectors"
+def connector_tables(wc):
+    s = con(wc)
+    ids = dict(dataset=wc.dataset, model=wc.model)
+    return {"path": PLAN.path(CN.OUT["path"], connector=s["connector"], **ids),
+            "cosines": PLAN.path(CN.OUT["cosines"], connector=s["connector"], **ids),
+            "short": PLAN.path(CN.OUT["short"], connector=s["connector"], **ids),
+            "surface": PLAN.path(CN.OUT["m_surface"], mconnector=s["mconnector"], **ids),
+            "centre": PLAN.path(CN.OUT["centre"], mconnector=s["centre"], **ids)}
+
+
+def _fig(name, caption):
+    return report(out(CN.OUT["fig"], name=name, ext="png"), caption=f"../report/{caption}.rst", category="Connectors")
+
 
 rule plot_connectors:
     input:
+        unpack(connector_tables),
         code=lib("figures", "structure_figures"),
-        path=rules.connector_path.output.path,
-        cosines=rules.connector_path.output.cosines,
-        short=rules.connector_short_directions.output.table,
-        surface=rules.mconnector_surface.output.table,
-        centre=rules.mconnector_centre.output.table,
     output:
-        path=report(f"{_CFIG}/connector_path.png", caption="../report/connector_path.rst", category="Connectors"),
-        cosines=report(f"{_CFIG}/connector_cosines.png", caption="../report/connector_cosines.rst", category="Connectors"),
-        agreement=report(f"{_CFIG}/connector_agreement.png", caption="../report/connector_agreement.rst", category="Connectors"),
-        short=report(f"{_CFIG}/connector_short_directions.png", caption="../report/connector_short.rst", category="Connectors"),
-        triangle=report(f"{_CFIG}/mconnector_triangle.png", caption="../report/mconnector_triangle.rst", category="Connectors"),
-        centre=report(f"{_CFIG}/mconnector_centre.png", caption="../report/mconnector_centre.rst", category="Connectors"),
-        pdfs=[f"{_CFIG}/{n}.pdf" for n in ("connector_path", "connector_cosines", "connector_agreement",
-                                           "connector_short_directions", "mconnector_triangle", "mconnector_centre")],
+        connector_path=_fig("connector_path", "connector_path"),
+        connector_cosines=_fig("connector_cosines", "connector_cosines"),
+        connector_agreement=_fig("connector_agreement", "connector_agreement"),
+        connector_short_directions=_fig("connector_short_directions", "connector_short"),
+        mconnector_triangle=_fig("mconnector_triangle", "mconnector_triangle"),
+        mconnector_centre=_fig("mconnector_centre", "mconnector_centre"),
+        pdfs=[out(CN.OUT["fig"], name=n, ext="pdf") for n in CN.FIGURES],
     log:
-        f"logs/{DS}/{MODEL}/figures/connectors.log",
+        "logs/{dataset}/{model}/figures/connectors.log",
     resources:
         **cpu_resources(),
     script:
         "../scripts/plot_connectors.py"
 
 
-ALL_TARGETS += [rules.plot_connectors.output.path, rules.plot_connectors.output.short,
-                rules.plot_connectors.output.triangle, rules.plot_connectors.output.centre,
-                rules.connector.output.table, rules.mconnector.output.table]
+wildcard_constraints:
+    connector="[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",
+    mconnector="[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",

@@ -1,73 +1,25 @@
 # Stage: hyper-parameter sweeps and radial tunnel width (paper section 4.4, Figure 5).
-# Library: src/losslab/tunnels.py. Every value of every list in `tunnels.sweep` becomes an
-# endpoint setting named <param>-<value> (register_setting), trained by the endpoint rule
-# (workflow/rules/endpoints.smk) for each seed in `tunnels.seeds`. A value equal to the base
-# configuration reuses the `default` endpoint setting. One tunnel job per setting probes all
-# its seeds: results/{dataset}/{model}/tunnels/{setting}/{widths,profile}.parquet.
+# Library: src/losslab/tunnels.py. The plan (src/losslab/plan/tunnels.py) turns every value of
+# every list in `tunnels.sweep` into an endpoint setting <param>-<value> (a value equal to the
+# base configuration reuses `default`), trained by the endpoint rule for each seed in
+# `tunnels.seeds`, and registers one 2-D slice per setting with the planes stage. One tunnel job
+# per setting probes all its seeds: results/{dataset}/{model}/tunnels/{setting}/{widths,profile}.parquet.
+from losslab.plan import tunnels as TN
 
-TUNNEL_KEYS = ("directions", "normalization", "r_max", "threshold_mode", "threshold", "profile_points",
-               "bisection_steps", "direction_seed")
-
-
-def value_label(v):
-    """Path-safe text of a number: 0.003 -> '0.003', 1e6 -> '1e06' (no '+')."""
-    return f"{v:g}".replace("e+", "e")
-
-
-def _base_value(param):
-    if param in ("width", "dropout"):
-        return config["model"][param]
-    return config["endpoints"]["train"][param]
-
-
-def _sweep_settings():
-    """[(param, value, setting)] for every swept value; registers the endpoint settings."""
-    rows = []
-    base_ok = config["endpoints"]["settings"].get("default") == {}
-    for param, values in config["tunnels"]["sweep"].items():
-        for v in values:
-            if param == "batch_size":
-                v = int(v)
-            if base_ok and float(v) == float(_base_value(param)):
-                name = "default"
-            else:
-                name = f"{param}-{value_label(v)}"
-                register_setting(name, {param: v})
-            rows.append({"param": param, "value": float(v), "setting": name})
-    if config["tunnels"]["threshold_mode"] == "relative" and config["tunnels"]["threshold"] <= 1:
-        raise ValueError("tunnels.threshold must be > 1 when tunnels.threshold_mode is 'relative' "
-                         f"(a multiple of the optimum's loss); got {config['tunnels']['threshold']}")
-    return rows
-
-
-TUNNEL_SWEEP = _sweep_settings()
-TUNNEL_SETTINGS = sorted({r["setting"] for r in TUNNEL_SWEEP})
-
-# 2-D slices (paper Fig. 2): the planes stage's engine evaluates a random plane through one optimum
-# of every swept setting, with unit directions so both axes are weight-space distances.
-_sl = config["tunnels"]["slices"]
-if _sl["enabled"]:
-    if _sl["seed"] not in config["tunnels"]["seeds"]:
-        raise ValueError(f"tunnels.slices.seed {_sl['seed']} is not in tunnels.seeds {config['tunnels']['seeds']}")
-    for _setting in TUNNEL_SETTINGS:
-        _ckpt = endpoint_path(_setting, _sl["seed"])
-        _plane = f"tunnel-{_setting}-seed{_sl['seed']}"
-        register_plane(_plane, "random", {f"seed {_sl['seed']}": _ckpt}, _ckpt, resolution=_sl["resolution"],
-                       random={"direction_seed": config["tunnels"]["direction_seed"] + _sl["seed"],
-                               "normalization": "unit", "extent": _sl["extent"]})
+TUN = config["tunnels"]
 
 
 rule tunnel_widths:
     input:
         code=lib("data", "models", "flat", "tunnels"),
-        ckpts=lambda wc: [endpoint_path(wc.setting, s, dataset=wc.dataset, model=wc.model) for s in config["tunnels"]["seeds"]],
+        ckpts=lambda wc: PLAN.stages["tunnels"]["ckpts"][wc.setting],
     output:
-        widths=f"{RES}/{{dataset}}/{{model}}/tunnels/{{setting}}/widths.parquet",
-        profile=f"{RES}/{{dataset}}/{{model}}/tunnels/{{setting}}/profile.parquet",
+        widths=out(TN.OUT["widths"]),
+        profile=out(TN.OUT["profile"]),
     params:
-        tunnels=lambda wc: {k: config["tunnels"][k] for k in TUNNEL_KEYS},
-        seeds=config["tunnels"]["seeds"],
-        spec=lambda wc: {k: v for k, v in endpoint_params(wc).items() if k in ("dataset", "model", "evaluation")},
+        tunnels={k: TUN[k] for k in TN.TUNNEL_KEYS},
+        seeds=TUN["seeds"],
+        spec=lambda wc: experiment_spec(wc, wc.setting),
     log:
         "logs/{dataset}/{model}/tunnels/{setting}.log",
     threads: config["compute"]["threads"]
@@ -77,19 +29,24 @@ rule tunnel_widths:
         "../scripts/tunnel_widths.py"
 
 
+def tunnel_tables(wc):
+    return {n: [PLAN.path(TN.OUT[k], dataset=wc.dataset, model=wc.model, setting=s)
+                for s in PLAN.stages["tunnels"]["settings"]]
+            for n, k in (("widths", "widths"), ("profiles", "profile"))}
+
+
 rule tunnel_summary:
     input:
+        unpack(tunnel_tables),
         code=lib("tunnels"),
-        widths=expand(f"{BASE}/tunnels/{{setting}}/widths.parquet", setting=TUNNEL_SETTINGS),
-        profiles=expand(f"{BASE}/tunnels/{{setting}}/profile.parquet", setting=TUNNEL_SETTINGS),
     output:
-        widths=f"{BASE}/tunnels/widths.parquet",
-        profiles=f"{BASE}/tunnels/profiles.parquet",
-        summary=f"{BASE}/tunnels/summary.parquet",
+        widths=out(TN.OUT["all_widths"]),
+        profiles=out(TN.OUT["all_profiles"]),
+        summary=out(TN.OUT["summary"]),
     params:
-        sweep=TUNNEL_SWEEP,
+        sweep=PLAN.stages["tunnels"]["sweep"],
     log:
-        f"logs/{DS}/{MODEL}/tunnels/summary.log",
+        "logs/{dataset}/{model}/tunnels/summary.log",
     resources:
         **cpu_resources(),
     script:
@@ -102,16 +59,14 @@ rule plot_tunnels:
         profiles=rules.tunnel_summary.output.profiles,
         summary=rules.tunnel_summary.output.summary,
     output:
-        profiles=report(f"{BASE}/figures/tunnel_profiles.png", caption="../report/tunnel_profiles.rst", category="Tunnels"),
-        profiles_pdf=f"{BASE}/figures/tunnel_profiles.pdf",
-        widths=report(f"{BASE}/figures/tunnel_widths.png", caption="../report/tunnel_widths.rst", category="Tunnels"),
-        widths_pdf=f"{BASE}/figures/tunnel_widths.pdf",
+        tunnel_profiles=report(out(TN.OUT["fig"], name="tunnel_profiles", ext="png"),
+                               caption="../report/tunnel_profiles.rst", category="Tunnels"),
+        tunnel_widths=report(out(TN.OUT["fig"], name="tunnel_widths", ext="png"),
+                             caption="../report/tunnel_widths.rst", category="Tunnels"),
+        pdfs=[out(TN.OUT["fig"], name=n, ext="pdf") for n in TN.FIGURES],
     log:
-        f"logs/{DS}/{MODEL}/figures/tunnels.log",
+        "logs/{dataset}/{model}/figures/tunnels.log",
     resources:
         **cpu_resources(),
     script:
         "../scripts/plot_tunnels.py"
-
-
-ALL_TARGETS += [rules.tunnel_summary.output.summary, rules.plot_tunnels.output.profiles, rules.plot_tunnels.output.widths]

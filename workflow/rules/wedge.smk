@@ -1,19 +1,9 @@
 # Stage: the wedge toy landscape (Fort & Jastrzebski, section 3). Library: src/losslab/wedge.py
 # (surrogate loss, experiments) + src/losslab/connectors.py (the connector algorithm shared with
 # real networks). No network and no dataset: outputs go to results/toy_wedge/.
+from losslab.plan import wedge as WG
+
 WEDGE = config["wedge"]
-TOY = f"{RES}/toy_wedge"
-
-if WEDGE["s"] >= WEDGE["D"]:
-    raise ValueError(f"wedge.s = {WEDGE['s']} must be smaller than wedge.D = {WEDGE['D']} "
-                     "(s >= D leaves no long direction)")
-_too_big = [d for d in WEDGE["hyperplanes"]["dims"] if d > WEDGE["D"]]
-if _too_big:
-    raise ValueError(f"wedge.hyperplanes.dims {_too_big} exceed the parameter count wedge.D = {WEDGE['D']}")
-if WEDGE["tunnel"]["d"] is not None and WEDGE["tunnel"]["d"] > WEDGE["D"] - 1:
-    raise ValueError(f"wedge.tunnel.d = {WEDGE['tunnel']['d']} exceeds the {WEDGE['D'] - 1} directions "
-                     f"orthogonal to the line in wedge.D = {WEDGE['D']} dimensions")
-
 _WEDGE_COMMON = {k: WEDGE[k] for k in ("D", "s", "rotate", "init_mean", "init_std", "seed", "optimizer", "lr", "steps")}
 
 
@@ -21,7 +11,7 @@ rule wedge_hyperplanes:
     input:
         code=lib("wedge", "connectors"),
     output:
-        table=f"{TOY}/hyperplanes.parquet",
+        table=out(WG.OUT["hyperplanes"]),
     params:
         common={k: v for k, v in _WEDGE_COMMON.items() if k not in ("lr", "steps")},  # the planes have their own
         exp=WEDGE["hyperplanes"],
@@ -37,9 +27,9 @@ rule wedge_tunnel:
     input:
         code=lib("wedge", "connectors"),
     output:
-        path=f"{TOY}/tunnel_path.parquet",
-        cosines=f"{TOY}/tunnel_cosines.parquet",
-        summary=f"{TOY}/tunnel_summary.parquet",
+        path=out(WG.OUT["tunnel_path"]),
+        cosines=out(WG.OUT["tunnel_cosines"]),
+        summary=out(WG.OUT["tunnel_summary"]),
     params:
         common=_WEDGE_COMMON,
         exp=WEDGE["tunnel"],
@@ -55,7 +45,7 @@ rule wedge_radial:
     input:
         code=lib("wedge", "connectors"),
     output:
-        table=f"{TOY}/radial.parquet",
+        table=out(WG.OUT["radial"]),
     params:
         common=_WEDGE_COMMON,
         exp=WEDGE["radial"],
@@ -75,17 +65,16 @@ rule plot_wedge:
         cosines=rules.wedge_tunnel.output.cosines,
         radial=rules.wedge_radial.output.table,
     output:
-        hyperplanes=report(f"{TOY}/figures/hyperplanes.png", caption="../report/wedge_hyperplanes.rst", category="Toy wedge model"),
-        tunnel=report(f"{TOY}/figures/tunnel.png", caption="../report/wedge_tunnel.rst", category="Toy wedge model"),
-        radial=report(f"{TOY}/figures/radial.png", caption="../report/wedge_radial.rst", category="Toy wedge model"),
-        pdfs=[f"{TOY}/figures/{n}.pdf" for n in ("hyperplanes", "tunnel", "radial")],
+        hyperplanes=report(out(WG.OUT["fig"], name="hyperplanes", ext="png"), caption="../report/wedge_hyperplanes.rst",
+                           category="Toy wedge model"),
+        tunnel=report(out(WG.OUT["fig"], name="tunnel", ext="png"), caption="../report/wedge_tunnel.rst",
+                      category="Toy wedge model"),
+        radial=report(out(WG.OUT["fig"], name="radial", ext="png"), caption="../report/wedge_radial.rst",
+                      category="Toy wedge model"),
+        pdfs=[out(WG.OUT["fig"], name=n, ext="pdf") for n in WG.FIGURES],
     log:
         "logs/toy_wedge/figures.log",
     resources:
         **cpu_resources(),
     script:
         "../scripts/plot_wedge.py"
-
-
-ALL_TARGETS += [rules.plot_wedge.output.hyperplanes, rules.plot_wedge.output.tunnel, rules.plot_wedge.output.radial,
-                rules.wedge_tunnel.output.summary]

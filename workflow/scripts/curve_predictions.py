@@ -15,14 +15,15 @@ ds = data.load_dataset(**{k: spec["dataset"][k] for k in ("name", "data_dir", "d
 ev = data.eval_data(ds, spec["evaluation"]["train_size"], spec["evaluation"]["test_size"],
                     spec["evaluation"]["bn_size"], spec["evaluation"]["seed"], device)
 fm = FlatModel(build_model(spec["model"], ds.in_shape, ds.num_outputs).to(device))
-lo, hi = snakemake.params.x_range
-x = torch.linspace(lo, hi, snakemake.params.grid, device=device)[:, None]
-pred = curves.predictions(fm, cv["kind"], cv["control"].to(device), snakemake.params.ts, x, ev.bn_x)
+fn = snakemake.params.functions
+lo, hi = fn["x_range"]
+x = torch.linspace(lo, hi, fn["grid"], device=device)[:, None]
+pred = curves.predictions(fm, cv["kind"], cv["control"].to(device), fn["ts"], x, ev.bn_x)
 pred["target"] = data.regression_function(torch.as_tensor(pred["x"].to_numpy())).numpy()
-ids = dict(dataset=ds.name, model=spec["model"]["name"], kind=cv["kind"], bends=cv["control"].shape[0] - 2,
-           seed_a=cv["meta"].get("seed_a"), seed_b=cv["meta"].get("seed_b"))
+ids = dict(dataset=snakemake.wildcards.dataset, model=snakemake.wildcards.model, kind=cv["kind"],
+           bends=cv["control"].shape[0] - 2, **spec["ids"])
 io.write_parquet(pred.assign(**ids), snakemake.output.predictions)
 pts = pd.concat([pd.DataFrame({"split": s, "x": xs.reshape(-1).cpu().numpy(), "y": ys.reshape(-1).cpu().numpy()})
                  for s, (xs, ys) in {"train": (ds.train_x, ds.train_y), "test": (ds.test_x, ds.test_y)}.items()],
                 ignore_index=True)
-io.write_parquet(pts.assign(dataset=ds.name), snakemake.output.data)
+io.write_parquet(pts.assign(dataset=snakemake.wildcards.dataset), snakemake.output.data)

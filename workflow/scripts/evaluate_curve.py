@@ -24,8 +24,8 @@ paths = {"curve": curves.point(cv["kind"], control.to(device), ts.to(device)),
          "line": curves.line_points(w1.flat.to(device), w2.flat.to(device), ts.to(device))}
 along, ens = curves.evaluate_paths(fm, paths, ts, ev, ds.task, spec["curve"]["l2"], batch_size=spec["evaluation"]["batch_size"])
 summary = curves.summarize(along, ("loss", "nll", "error") if ds.task == "classification" else ("loss", "nll"))
-ids = dict(dataset=snakemake.params.dataset, model=snakemake.params.model, setting=wc.setting, seed_a=int(wc.a),
-           seed_b=int(wc.b), kind=cv["kind"], bends=int(wc.bends), curve_status=cv["meta"].get("status", "ok"))
+ids = dict(dataset=wc.dataset, model=wc.model, **spec["ids"], kind=cv["kind"], bends=int(spec["curve"]["bends"]),
+           curve_status=cv["meta"].get("status", "ok"))
 io.write_parquet(along.assign(**ids), snakemake.output.along)
 io.write_parquet(ens.assign(**ids), snakemake.output.ensemble)
 io.write_parquet(summary.assign(**ids), snakemake.output.summary)

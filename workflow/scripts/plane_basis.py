@@ -21,7 +21,7 @@ elif p["kind"] == "random":
     plane.points = {p["names"][0]: (0.0, 0.0)}
     extent = r["extent"]
 elif p["kind"] == "curve":
-    plane = curve_plane(io.load_tensors(paths[0]), paths[0])
+    plane = curve_plane(paths[0])
     extent = None
 else:
     raise ValueError(f"unknown plane kind {p['kind']!r}")

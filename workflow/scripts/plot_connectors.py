@@ -4,11 +4,13 @@ from losslab.device import setup_job
 
 setup_job(snakemake.log[0])
 i, o = snakemake.input, snakemake.output
-pdf = dict(zip(("path", "cosines", "agreement", "short", "triangle", "centre"), o.pdfs))
+names = ("connector_path", "connector_cosines", "connector_agreement", "connector_short_directions",
+         "mconnector_triangle", "mconnector_centre")
+pdf = dict(zip(names, o.pdfs))
 path = io.read_parquet(i.path)
-sf.plot_connector_path(path, o.path, pdf["path"])
-sf.plot_cosines(io.read_parquet(i.cosines), o.cosines, pdf["cosines"])
-sf.plot_agreement(path, o.agreement, pdf["agreement"])
-sf.plot_short(io.read_parquet(i.short), o.short, pdf["short"])
-sf.plot_triangle(io.read_parquet(i.surface), o.triangle, pdf["triangle"])
-sf.plot_centre(io.read_parquet(i.centre), o.centre, pdf["centre"])
+sf.plot_connector_path(path, o.connector_path, pdf["connector_path"])
+sf.plot_cosines(io.read_parquet(i.cosines), o.connector_cosines, pdf["connector_cosines"])
+sf.plot_agreement(path, o.connector_agreement, pdf["connector_agreement"])
+sf.plot_short(io.read_parquet(i.short), o.connector_short_directions, pdf["connector_short_directions"])
+sf.plot_triangle(io.read_parquet(i.surface), o.mconnector_triangle, pdf["mconnector_triangle"])
+sf.plot_centre(io.read_parquet(i.centre), o.mconnector_centre, pdf["mconnector_centre"])

@@ -4,5 +4,6 @@ from losslab.device import setup_job
 
 setup_job(snakemake.log[0])
 out = snakemake.output
-sweepfigs.plot_swa_accuracy(io.read_parquet(snakemake.input.summary), out.accuracy, out.accuracy_pdf)
-sweepfigs.plot_swa_lines(io.read_parquet(snakemake.input.lines), out.lines, out.lines_pdf)
+pdf = dict(zip(("swa_accuracy", "swa_lines"), out.pdfs))
+sweepfigs.plot_swa_accuracy(io.read_parquet(snakemake.input.summary), out.swa_accuracy, pdf["swa_accuracy"])
+sweepfigs.plot_swa_lines(io.read_parquet(snakemake.input.lines), out.swa_lines, pdf["swa_lines"])

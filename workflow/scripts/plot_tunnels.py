@@ -4,6 +4,7 @@ from losslab.device import setup_job
 
 setup_job(snakemake.log[0])
 out = snakemake.output
+pdf = dict(zip(("tunnel_profiles", "tunnel_widths"), out.pdfs))
 sweepfigs.plot_tunnel_profiles(io.read_parquet(snakemake.input.profiles), io.read_parquet(snakemake.input.summary),
-                               out.profiles, out.profiles_pdf)
-sweepfigs.plot_tunnel_widths(io.read_parquet(snakemake.input.summary), out.widths, out.widths_pdf)
+                               out.tunnel_profiles, pdf["tunnel_profiles"])
+sweepfigs.plot_tunnel_widths(io.read_parquet(snakemake.input.summary), out.tunnel_widths, pdf["tunnel_widths"])

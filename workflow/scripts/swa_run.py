@@ -1,5 +1,4 @@
 """Continue training from an endpoint, snapshot, and compare SWA / ensemble / snapshots."""
-import pandas as pd
 import torch
 
 from losslab import data, io, swa
@@ -20,16 +19,17 @@ start = io.load_point(snakemake.input.start, map_location=device)
 line_points = p.pop("line_points")
 start_setting = p.pop("start_setting")
 settings = swa.SwaSettings(**p)
-ids = dict(dataset=snakemake.config["dataset"]["name"], model=snakemake.config["model"]["name"],
-           schedule=wc.schedule, lr=settings.lr, seed=int(wc.seed), start_setting=start_setting)
+seed = int(snakemake.params.seed)
+ids = dict(dataset=wc.dataset, model=wc.model, schedule=settings.schedule, lr=settings.lr, seed=seed,
+           start_setting=start_setting)
 
 if start.status != "ok" or not bool(start.flat.isfinite().all()):
     log.warning("start endpoint %s has status %s; recording the run as diverged", snakemake.input.start, start.status)
     run = swa.SwaRun(torch.empty(0, fm.numel), [], torch.full((fm.numel,), float("nan")), {}, "diverged")
 else:
-    log.info("continuing %s from %s with %s lr=%g for %d epochs", wc.schedule, snakemake.input.start,
+    log.info("continuing %s from %s with %s lr=%g for %d epochs", settings.schedule, snakemake.input.start,
              settings.optimizer, settings.lr, settings.epochs)
-    run = swa.continue_training(fm, start, ds, settings, int(wc.seed), ev.bn_x, device)
+    run = swa.continue_training(fm, start, ds, settings, seed, ev.bn_x, device)
 points, lines = swa.evaluate_run(fm, run, ev, ds.task, line_points)
 summary = swa.summarise(points, lines)
 meta = dict(status=run.status, bn_policy=fm.bn_policy(e["bn_size"]), optimizer=settings.optimizer)

@@ -1,0 +1,174 @@
+"""Run-plan core: experiments, their settings, endpoint requests, jobs, and errors naming keys.
+
+Nothing here imports torch. :func:`losslab.plan.build_plan` fills a :class:`Plan` stage by stage
+(in a fixed order); the rule files only read it.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+
+from ..config import ConfigError, canonical
+
+LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
+TRAIN_KEYS = ("optimizer", "lr", "momentum", "schedule", "batch_size", "epochs", "l2")
+MODEL_KEYS = ("width", "dropout")
+
+
+class PlanError(ConfigError):
+    """A configuration the workflow cannot run; each line names the key, the value and what to do."""
+
+    def __init__(self, *lines: str):
+        super().__init__("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def value_label(v) -> str:
+    """Path-safe text of a number: 0.003 -> '0.003', 1e6 -> '1e06' (no '+')."""
+    return f"{v:g}".replace("e+", "e")
+
+
+def key_text(path) -> str:
+    """``("tunnels", "sweep", "lr", 2)`` -> ``tunnels.sweep.lr[2]``."""
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+@dataclass
+class Setting:
+    """A named way of getting endpoints: trained with overrides, or imported checkpoints."""
+
+    name: str
+    origin: str                   # dotted key that defines it
+    overrides: dict = field(default_factory=dict)
+    origins: dict = field(default_factory=dict)   # overridden key -> dotted key of its value
+    external: list | None = None  # checkpoint files of an external setting (seed i = file i)
+    strip_prefix: str | None = None
+
+    @property
+    def trained(self) -> bool:
+        return self.external is None
+
+
+@dataclass
+class Experiment:
+    """One (dataset, model) pair: the folder ``{results}/{dataset}/{model}`` and its settings."""
+
+    dataset: str                  # path label
+    model: str                    # path label
+    dataset_cfg: dict
+    model_spec: dict
+    train: dict
+    origin: str                   # where it comes from: "dataset/model" or "curves.regression"
+    settings: dict = field(default_factory=dict)   # name -> Setting
+    info: dict | None = None      # dataset facts: in_shape, num_outputs, task, n_train, n_test
+    networks: dict = field(default_factory=dict)   # setting name -> network facts (probe)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.dataset, self.model)
+
+    def add_setting(self, s: Setting) -> None:
+        old = self.settings.get(s.name)
+        if old is None:
+            self.settings[s.name] = s
+            return
+        same = (old.overrides == s.overrides and old.external == s.external and old.strip_prefix == s.strip_prefix)
+        if not same:
+            raise PlanError(f"setting {s.name!r} is defined twice with different values: at {old.origin} "
+                            f"({old.external or old.overrides}) and at {s.origin} ({s.external or s.overrides}); "
+                            "rename one of them")
+
+    def setting(self, name: str, key: str) -> Setting:
+        if name not in self.settings:
+            raise PlanError(f"{key} = {name!r} is not an endpoint setting of {self.dataset}/{self.model}; "
+                            f"known settings: {', '.join(sorted(self.settings))} (define it under "
+                            "endpoints.settings or endpoints.external)")
+        return self.settings[name]
+
+    def setting_model(self, name: str) -> dict:
+        spec = copy.deepcopy(self.model_spec)
+        for k in MODEL_KEYS:
+            if k in self.settings[name].overrides:
+                spec[k] = self.settings[name].overrides[k]
+        return canonical(spec)
+
+    def setting_train(self, name: str) -> dict:
+        over = self.settings[name].overrides
+        return canonical({**self.train, **{k: v for k, v in over.items() if k in TRAIN_KEYS}})
+
+
+@dataclass
+class Job:
+    rule: str
+    outputs: dict                 # name -> path or list of paths
+
+
+class Plan:
+    """Everything the workflow will do, as plain data (see :func:`losslab.plan.build_plan`)."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.res = config["results_dir"]
+        self.experiments: dict[tuple[str, str], Experiment] = {}
+        self.main: tuple[str, str] | None = None
+        self.jobs: dict[tuple, Job] = {}
+        self.endpoints: dict[tuple, dict] = {}    # (dataset, model, setting, seed) -> request info
+        self.stages: dict[str, dict] = {}          # stage name -> its own plan data
+
+    # ---- paths and jobs -------------------------------------------------------------------
+    def path(self, template: str, **fields) -> str:
+        return f"{self.res}/{template.format(**fields)}"
+
+    def add_job(self, rule: str, key, **outputs) -> None:
+        """Record one job of the DAG and its outputs (every output is a target of rule all)."""
+        full = (rule,) + tuple(key)
+        old = self.jobs.get(full)
+        if old is not None and old.outputs != outputs:
+            raise PlanError(f"two definitions of one {rule} job {key}: {old.outputs} vs {outputs}")
+        self.jobs[full] = Job(rule, outputs)
+
+    @property
+    def targets(self) -> list[str]:
+        out: list[str] = []
+        for job in self.jobs.values():
+            for v in job.outputs.values():
+                out.extend(v if isinstance(v, list) else [v])
+        return sorted(dict.fromkeys(out))
+
+    # ---- experiments and endpoints ----------------------------------------------------------
+    def experiment(self, dataset: str, model: str) -> Experiment:
+        key = (dataset, model)
+        if key not in self.experiments:
+            raise ValueError(f"no experiment {dataset}/{model}; planned: {sorted(self.experiments)}")
+        return self.experiments[key]
+
+    @property
+    def main_experiment(self) -> Experiment:
+        return self.experiments[self.main]
+
+    def need_endpoint(self, exp: Experiment, setting: str, seed: int, key: str) -> str:
+        """The checkpoint of endpoint (setting, seed); the endpoint stage plans the job making it."""
+        s = exp.setting(setting, key)
+        if not s.trained and not 0 <= int(seed) < len(s.external):
+            raise PlanError(f"{key} asks for seed {seed} of setting {setting!r}, which has "
+                            f"{len(s.external)} external checkpoints ({s.origin}); seeds of an external "
+                            f"setting are the positions 0..{len(s.external) - 1} in its list")
+        req = self.endpoints.setdefault((exp.dataset, exp.model, setting, int(seed)), {"keys": []})
+        req["keys"].append(key)
+        from .endpoints import OUT  # the endpoint stage owns the endpoint paths
+
+        return self.path(OUT["ckpt"], dataset=exp.dataset, model=exp.model, setting=setting, seed=seed)
+
+    def endpoint_params(self, dataset: str, model: str, setting: str) -> dict:
+        """What endpoint training (or import) and every stage building the network use."""
+        exp = self.experiment(dataset, model)
+        exp.setting(setting, "setting")
+        return canonical({"dataset": exp.dataset_cfg, "model": exp.setting_model(setting),
+                          "train": exp.setting_train(setting), "evaluation": self.config["evaluation"]})
+
+    def network(self, exp: Experiment, setting: str) -> dict:
+        """Network facts of a setting (parameter count, BatchNorm, ...) from the probe."""
+        return exp.networks[setting]
