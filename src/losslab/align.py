@@ -220,6 +220,21 @@ class _Walk:
         self.layers: list[tuple[fx.Node, int]] = []
         self.called: set[str] = set()
         self.attrs: list[fx.Node] = []
+        self.tail = self.output_tail()
+
+    def output_tail(self) -> set[str]:
+        """Nodes whose value reaches the network output without passing a Linear/Conv layer:
+        their channels are output channels, which are never permuted."""
+        out = [n for n in self.graph.nodes if n.op == "output"]
+        tail, todo = set(), list(out)
+        while todo:
+            n = todo.pop()
+            if n.name in tail:
+                continue
+            tail.add(n.name)
+            if not (n.op == "call_module" and isinstance(self.modules[n.target], (nn.Linear, nn.modules.conv._ConvNd))):
+                todo.extend(n.all_input_nodes)
+        return tail
 
     # ----- union-find over group ids -----------------------------------------------------
     def find(self, g: int) -> int:
@@ -328,10 +343,15 @@ class _Walk:
 
     # ----- rules ---------------------------------------------------------------------------
     def opaque(self, node: fx.Node, what: str) -> _Chan | None:
-        """An operation not known to act on each channel separately: allowed only where every
-        channel it reads stays in place (checked in :meth:`finish`); its output is never permuted."""
+        """An operation not known to act on each channel separately. After the last layer (in the
+        output tail) it fixes the channels it reads; elsewhere it is allowed only where every channel
+        it reads stays in place for another reason (checked in :meth:`finish`). Its output is never
+        permuted."""
         touched = [c.gid for _, c in self.tensor_inputs(node)]
-        if touched:
+        if node.name in self.tail:
+            for g in touched:
+                self.union(g, _FIXED)
+        elif touched:
             self.unknown.append((node.name, what, touched))
         return self.out(node, _Chan(_FIXED))
 
