@@ -197,12 +197,9 @@ class _Chan:
     block: int = 1
 
 
-class _Refused(ValueError):
-    pass
-
-
-def _refuse(node: str, reason: str) -> _Refused:
-    return _Refused(f"cannot derive a permutation spec: node {node!r}: {reason}; "
+def _refuse(node: str, reason: str) -> ValueError:
+    """The error for a graph that cannot be followed soundly, naming the node and the reason."""
+    return ValueError(f"cannot derive a permutation spec: node {node!r}: {reason}; "
                     "refusing rather than aligning the network silently wrong")
 
 
