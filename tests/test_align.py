@@ -51,6 +51,16 @@ def _close(a, b, tol=1e-5):
     return torch.allclose(a, b, rtol=tol, atol=tol * float(b.abs().max().clamp_min(1)))
 
 
+def _spec_of_preserving(m, x, seed=0):
+    """The spec of ``m``, after checking that a random permutation moves its weights and keeps its outputs."""
+    fm = FlatModel(m)
+    spec = align.permutation_spec(m, x)
+    pvec, _ = align.permute(spec, fm, fm.flatten(), None, spec.random(seed))
+    assert not torch.equal(pvec, fm.flatten())
+    assert _close(fm.outputs(pvec, x), fm.outputs(fm.flatten(), x))
+    return spec
+
+
 # ----- function preservation ------------------------------------------------------------------
 @pytest.mark.parametrize("name,opts,bn,shape,outputs,n_groups", CASES)
 def test_random_permutation_preserves_the_function(name, opts, bn, shape, outputs, n_groups):
@@ -170,14 +180,9 @@ class ResMLP(nn.Module):
 
 def test_residual_mlp_one_stream_with_square_weights():
     torch.manual_seed(0)
-    m = ResMLP()
-    fm = FlatModel(m)
-    x = _x((4,))
-    spec = align.permutation_spec(m, x)
+    spec = _spec_of_preserving(ResMLP(), _x((4,)), seed=2)
     assert len(spec.groups) == 1
     assert {align.Axis("fc1.weight", 0), align.Axis("fc1.weight", 1), align.Axis("head.weight", 1)} <= set(spec.groups[0].axes)
-    pvec, _ = align.permute(spec, fm, fm.flatten(), None, spec.random(2))
-    assert _close(fm.outputs(pvec, x), fm.outputs(fm.flatten(), x))
 
 
 def _net(kind, seed):
@@ -307,13 +312,8 @@ class SafeExtras(nn.Module):
 
 def test_unknown_operations_are_accepted_where_no_channel_is_permuted():
     torch.manual_seed(0)
-    m = SafeExtras()
-    fm = FlatModel(m)
-    x = _x((4,))
-    spec = align.permutation_spec(m, x)
+    spec = _spec_of_preserving(SafeExtras(), _x((4,)))
     assert [(g.name, g.size) for g in spec.groups] == [("fc", 6)]
-    pvec, _ = align.permute(spec, fm, fm.flatten(), None, spec.random(0))
-    assert _close(fm.outputs(pvec, x), fm.outputs(fm.flatten(), x))
 
 
 def test_bad_input_is_refused_before_work():

@@ -96,28 +96,33 @@ _POOL_MODULES = {
     nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
     nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
 }
-_POINTWISE_FUNCTIONS = {
-    torch.relu, torch.relu_, torch.tanh, torch.sigmoid, F.relu, F.relu_, F.relu6, F.leaky_relu, F.elu,
-    F.selu, F.celu, F.gelu, F.silu, F.mish, F.tanh, F.sigmoid, F.softplus, F.hardtanh, F.hardswish,
-    F.hardsigmoid, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
-}
-_POINTWISE_METHODS = {"relu", "relu_", "tanh", "tanh_", "sigmoid", "sigmoid_", "contiguous", "clone", "to", "float"}
-_POOL_FUNCTIONS = {
+_METADATA_ATTRS = {"shape", "dtype", "device", "ndim"}
+
+
+def _rule(rule, functions=(), methods=()) -> dict:
+    return {**dict.fromkeys(functions, rule), **{("method", m): rule for m in methods}}
+
+
+# How the walk treats a call_function target or the ("method", name) of a call_method node; an int
+# is a pooling over that many spatial dimensions. Anything else is an unknown operation.
+_CALL_RULES: dict = {
+    **_rule("pointwise", (
+        torch.relu, torch.relu_, torch.tanh, torch.sigmoid, F.relu, F.relu_, F.relu6, F.leaky_relu, F.elu, F.selu,
+        F.celu, F.gelu, F.silu, F.mish, F.tanh, F.sigmoid, F.softplus, F.hardtanh, F.hardswish, F.hardsigmoid,
+        F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
+    ), ("relu", "relu_", "tanh", "tanh_", "sigmoid", "sigmoid_", "contiguous", "clone", "to", "float")),
+    **_rule("reshape", (torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze),
+            ("flatten", "view", "reshape", "squeeze", "unsqueeze")),
+    **_rule("reduce", (torch.mean, torch.sum, torch.amax, torch.amin), ("mean", "sum", "amax", "amin")),
+    **_rule("elementwise", (
+        operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul, operator.truediv,
+        operator.itruediv, torch.add, torch.sub, torch.mul, torch.div,
+    ), ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_")),
+    **_rule("metadata", methods=("size", "dim")),
     F.max_pool1d: 1, F.max_pool2d: 2, F.max_pool3d: 3, F.avg_pool1d: 1, F.avg_pool2d: 2, F.avg_pool3d: 3,
     F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2, F.adaptive_avg_pool3d: 3,
     F.adaptive_max_pool1d: 1, F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 3,
 }
-_RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
-_RESHAPE_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze"}
-_REDUCE_FUNCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin}
-_REDUCE_METHODS = {"mean", "sum", "amax", "amin"}
-_ELEMENTWISE_FUNCTIONS = {
-    operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul,
-    operator.truediv, operator.itruediv, torch.add, torch.sub, torch.mul, torch.div,
-}
-_ELEMENTWISE_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"}
-_METADATA_METHODS = {"size", "dim"}
-_METADATA_ATTRS = {"shape", "dtype", "device", "ndim"}
 
 
 # =====================================================================================
@@ -281,9 +286,7 @@ class _Walk:
                                              "shared by two places in the network and cannot be permuted for both")
                 self.called.add(node.target)
             return self.visit_module(node, mod)
-        if node.op == "call_function":
-            return self.visit_function(node)
-        return self.visit_method(node)
+        return self.visit_call(node)
 
     def label(self, node: fx.Node) -> str:
         if node.op == "call_module":
@@ -305,37 +308,18 @@ class _Walk:
             return self.reshape(node)
         return self.opaque(node, self.label(node))
 
-    def visit_function(self, node: fx.Node) -> _Chan | None:
-        f = node.target
-        if f in _POINTWISE_FUNCTIONS:
-            return self.pointwise(node)
-        if f in _POOL_FUNCTIONS:
-            return self.spatial(node, _POOL_FUNCTIONS[f])
-        if f in _RESHAPE_FUNCTIONS:
-            return self.reshape(node)
-        if f in _REDUCE_FUNCTIONS:
-            return self.reduce(node)
-        if f in _ELEMENTWISE_FUNCTIONS:
-            return self.elementwise(node)
-        if f is getattr and len(node.args) == 2 and node.args[1] in _METADATA_ATTRS:
+    def visit_call(self, node: fx.Node) -> _Chan | None:
+        key = node.target if node.op == "call_function" else ("method", node.target)
+        rule = _CALL_RULES.get(key)
+        if isinstance(rule, int):
+            return self.spatial(node, rule)
+        if rule == "metadata" or (key is getattr and len(node.args) == 2 and node.args[1] in _METADATA_ATTRS):
             return None
-        if f in (torch.cat, torch.concat, torch.stack):
+        if rule is not None:
+            return getattr(self, rule)(node)
+        if key in (torch.cat, torch.concat, torch.stack):
             return self.opaque(node, f"{self.label(node)} (joining tensors offsets the channels of all but the first, "
                                      "so their groups cannot be permuted independently)")
-        return self.opaque(node, self.label(node))
-
-    def visit_method(self, node: fx.Node) -> _Chan | None:
-        m = node.target
-        if m in _POINTWISE_METHODS:
-            return self.pointwise(node)
-        if m in _RESHAPE_METHODS:
-            return self.reshape(node)
-        if m in _REDUCE_METHODS:
-            return self.reduce(node)
-        if m in _ELEMENTWISE_METHODS:
-            return self.elementwise(node)
-        if m in _METADATA_METHODS:
-            return None
         return self.opaque(node, self.label(node))
 
     # ----- rules ---------------------------------------------------------------------------
