@@ -139,6 +139,41 @@ def test_user_conv1d_network():
         assert torch.equal(back, vec) and all(torch.equal(back_bufs[k], bufs[k]) for k in bufs)
 
 
+class Separable(nn.Module):
+    """A depthwise-separable network without BatchNorm: the depthwise conv passes its group through."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.dw, self.pw = nn.Conv2d(1, 6, 3, padding=1), nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.Conv2d(6, 4, 1)
+        self.head = nn.Linear(4 * 16, 3)
+
+    def forward(self, x):
+        x = F.relu(self.dw(F.relu(self.conv(x))))
+        return self.head(torch.flatten(F.avg_pool2d(F.relu(self.pw(x)), 2), 1))
+
+
+def test_depthwise_convolution_and_torchvision_resnet():
+    torch.manual_seed(0)
+    spec = _spec_of_preserving(Separable(), _x((1, 8, 8)))
+    assert [(g.name, g.size) for g in spec.groups] == [("conv", 6), ("pw", 4)]
+    assert {align.Axis("dw.weight", 0), align.Axis("dw.bias", 0), align.Axis("pw.weight", 1)} <= set(spec.groups[0].axes)
+    assert align.Axis("head.weight", 1, 16) in spec.groups[1].axes
+    assert spec.repair_layers == ("conv", "dw", "pw")
+
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=10).eval()
+    fm = FlatModel(net)
+    x = _x((3, 32, 32), 4)
+    spec = align.permutation_spec(net, x)
+    assert len(spec.groups) == 12  # 4 residual streams + 8 inner block units
+    pvec, pbufs = align.permute(spec, fm, fm.flatten(), fm.buffers(), spec.random(0))
+    ref = fm.outputs(fm.flatten(), x, fm.buffers())
+    assert not torch.equal(pvec, fm.flatten()) and ref.abs().max() > 0.1
+    assert _close(fm.outputs(pvec, x, pbufs), ref)
+
+
 # ----- matching ----------------------------------------------------------------------------------
 SELF = [("simplecnn", {}, False, (1, 8, 8)), ("mlp", {"hidden": 24}, True, (1, 8, 8)),
         ("resnet20", {}, True, (1, 8, 8)), ("vgg_small", {}, True, (3, 32, 32))]

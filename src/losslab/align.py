@@ -348,12 +348,18 @@ class _Walk:
         if isinstance(mod, nn.Linear) and len(shape) != 2:
             return self.opaque(node, f"{self.label(node)} on a {len(shape)}-D tensor (only [batch, features] "
                                      "inputs are followed)")
-        if type(mod) in _CONVS and (mod.groups != 1 or len(shape) != _CONVS[type(mod)] + 2):
-            return self.opaque(node, f"{self.label(node)} with groups={mod.groups} on a {len(shape)}-D tensor "
-                                     "(only ungrouped convolutions on batched inputs are followed)")
+        depthwise = type(mod) in _CONVS and mod.groups == mod.in_channels == mod.out_channels
+        if type(mod) in _CONVS and ((mod.groups != 1 and not depthwise) or len(shape) != _CONVS[type(mod)] + 2):
+            return self.opaque(node, f"{self.label(node)} with groups={mod.groups} on a {len(shape)}-D tensor (only "
+                                     "ungrouped or depthwise convolutions on batched inputs are followed)")
         src, c = one
-        self.axes[c.gid].append(Axis(f"{node.target}.weight", 1, c.block))
         self.taps[c.gid].append((src.name, c.block))
+        if depthwise:  # output channel i is computed from input channel i alone: the group passes through
+            self.axes[c.gid] += [Axis(f"{node.target}.{p}", 0, c.block) for p in ("weight", "bias")
+                                 if getattr(mod, p) is not None]
+            self.layers.append((node, c.gid))
+            return c
+        self.axes[c.gid].append(Axis(f"{node.target}.weight", 1, c.block))
         g = self.new_group(node.target, mod.weight.shape[0])
         self.axes[g].append(Axis(f"{node.target}.weight", 0))
         if mod.bias is not None:
