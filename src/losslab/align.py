@@ -652,7 +652,7 @@ class _Network:
     normalise with the statistics of the batch they see (train mode), as a recompute would."""
 
     def __init__(self, spec: PermutationSpec, fm: FlatModel, vec: torch.Tensor, buffers: dict | None = None):
-        self.spec, self.fm = spec, fm
+        self.spec = spec
         self.module = fm.load_into(vec, copy.deepcopy(fm.module).to(vec.device), buffers)
         self.module.eval()
         if buffers is None:
@@ -710,7 +710,10 @@ def activation_matching(spec: PermutationSpec, fm: FlatModel, vec_a: torch.Tenso
     the nonlinearity and pooling), over every sample and spatial position of ``x``, run in
     batches of ``batch_size`` with dropout off. BatchNorm networks use the given buffers (default:
     statistics recomputed on ``x``). One linear assignment per group maximises the summed
-    correlation of paired units. A group that feeds no layer keeps the identity."""
+    correlation of paired units. A group that feeds no layer keeps the identity. Units that are
+    constant on ``x`` (dead ReLUs) correlate with nothing and are paired arbitrarily among
+    themselves; their order does not change the outputs on ``x``, but it does change the distance
+    in weight space, so use data on which the units are active."""
     t0 = time.perf_counter()
     if fm.has_bn:
         buffers_a = buffers_a or fm.recompute_bn(vec_a, x)
