@@ -10,7 +10,8 @@ network A and evaluates the straight line between A and the aligned B.
 hidden-unit *group*; the group collects the layer's weight rows and bias, the BatchNorm weight,
 bias and running statistics that act on those channels, and the input columns of every next
 layer that reads them. Per-channel operations (activations, dropout, identity, max/avg/adaptive
-pooling, reshapes that keep the channel axis, reductions over spatial axes) pass a group through;
+pooling, reshapes that keep the channel axis, reductions over spatial axes) pass a group through,
+and so does a depthwise convolution, whose weights and bias join the group;
 a flatten of ``C x H x W`` features turns the channel permutation into blocks of ``H*W``
 features; element-wise sums and products (residual additions) tie their operands into one group.
 Whatever reaches the network output is never permuted, so the output layer keeps its order.
