@@ -164,17 +164,17 @@ def _import_file(path: Path):
     return module
 
 
-def load_callable(ref: str, key: str) -> Callable[..., Any]:
+def load_callable(ref: str, key: str, error: type[Exception] = ValueError) -> Callable[..., Any]:
     """The function named by ``package.module:function`` or ``path/to/file.py:function``.
 
     A file is found by :func:`resolve_path`; a package is imported normally, with the search
     roots appended to ``sys.path`` so a package folder beside the config imports in every job.
-    Any failure is a :class:`ValueError` (or :class:`InputNotFoundError`) naming ``key``, the
-    reference and the cause, with the module's own exception text.
+    A missing file raises :class:`InputNotFoundError`; any other failure raises ``error`` naming
+    ``key``, the reference and the cause, with the module's own exception text.
     """
     kind = callable_kind(ref)
     if kind is None:
-        raise ValueError(f"{key} = {ref!r} is not a reference to a function; write package.module:function or path/to/file.py:function")
+        raise error(f"{key} = {ref!r} is not a reference to a function; write package.module:function or path/to/file.py:function")
     target, attr = ref.rsplit(":", 1)
     try:
         if kind == "file":
@@ -185,17 +185,17 @@ def load_callable(ref: str, key: str) -> Callable[..., Any]:
     except InputNotFoundError:
         raise
     except ModuleNotFoundError as exc:
-        raise ValueError(
+        raise error(
             f"{key} = {ref!r}: cannot import module {target!r} ({exc}); install the package or put its "
             f"folder in the working directory, the workflow folder or PYTHONPATH"
         ) from exc
     except Exception as exc:
-        raise ValueError(f"{key} = {ref!r}: importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise error(f"{key} = {ref!r}: importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
     fn = getattr(module, attr, None)
     if not callable(fn):
         public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
         what = "is not callable" if hasattr(module, attr) else "does not exist"
-        raise ValueError(f"{key} = {ref!r}: {target} has no function {attr!r} ({what}); its functions: {', '.join(public) or '(none)'}")
+        raise error(f"{key} = {ref!r}: {target} has no function {attr!r} ({what}); its functions: {', '.join(public) or '(none)'}")
     return fn
 
 

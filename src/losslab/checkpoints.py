@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -67,26 +68,32 @@ def _unwrap(obj, where: str) -> dict[str, torch.Tensor]:
     return obj
 
 
-def _torch_state(path: Path, where: str, mmap: bool) -> dict[str, torch.Tensor]:
-    """``torch.load(weights_only=True)`` of a state-dict file, memory-mapped when asked (files in
-    the legacy, non-zip format are read whole)."""
+def load_weights_only(path: Path, where: str, error: type[Exception], mmap: bool = False):
+    """``torch.load(path, weights_only=True)`` on the CPU, memory-mapped when asked (files in the
+    legacy, non-zip format are read whole). A file that holds pickled Python objects, or that
+    cannot be read, raises ``error`` with a message that starts with ``where``."""
     try:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except RuntimeError as exc:
             if not (mmap and "mmap" in str(exc)):
                 raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{where}: refused, it holds pickled Python objects, not only tensors (for example a whole "
-            f"model saved with torch.save(model)); loading it would run code. Save the weights with "
-            f"torch.save(model.state_dict(), path) instead"
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if found is None:
+            raise error(f"{where}: cannot be read as a torch file (unpickling failed: {str(exc).split('error:')[-1].strip()})") from exc
+        raise error(
+            f"{where}: refused, it holds pickled Python objects, not only tensors ({found.group(1)}); "
+            f"loading it would run code. Save tensors only, for a model torch.save(model.state_dict(), path)"
         ) from exc
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise CheckpointError(f"{where}: cannot be read as a torch checkpoint ({type(exc).__name__}: {first})") from exc
-    return _unwrap(obj, where)
+        raise error(f"{where}: cannot be read as a torch file ({type(exc).__name__}: {first})") from exc
+
+
+def _torch_state(path: Path, where: str, mmap: bool) -> dict[str, torch.Tensor]:
+    return _unwrap(load_weights_only(path, where, CheckpointError, mmap), where)
 
 
 def _safetensors_call(fn, path: Path, where: str):

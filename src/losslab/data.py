@@ -31,7 +31,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -258,6 +257,8 @@ def _tensor(value, name: str, where: str) -> torch.Tensor:
         raise DatasetError(f"{where}: {name} holds {arr.dtype} values, not real numbers")
     if arr.dtype.kind == "b" or (arr.dtype.kind == "u" and arr.dtype.itemsize > 1):
         arr = arr.astype(np.int64)  # torch lacks most ops on wide unsigned integers
+    if not arr.flags.writeable:  # read-only buffers (Arrow columns): torch wants its own memory
+        arr = arr.copy()
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
@@ -297,15 +298,9 @@ def _read_npz(path: Path, where: str) -> dict:
 
 
 def _read_pt(path: Path, where: str) -> dict:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise DatasetError(
-            f"{where}: refused, it holds Python objects other than tensors (numpy arrays or classes); loading "
-            f"it would run code. Save a dict of tensors: torch.save({{'x': torch.as_tensor(x), ...}}, path)"
-        ) from exc
-    except Exception as exc:
-        raise DatasetError(f"{where}: cannot be read as a torch file ({type(exc).__name__}: {exc})") from exc
+    from .checkpoints import load_weights_only
+
+    obj = load_weights_only(path, where, DatasetError)
     if not isinstance(obj, dict):
         raise DatasetError(f"{where}: holds a {type(obj).__name__}; expected a dict of tensors x_train, y_train, x_test, y_test or x, y")
     return _layout(obj, where, "tensors")
@@ -359,7 +354,7 @@ def _read_parquet(path: Path, spec: DataSpec, where: str) -> dict:
 
 
 def _call_function(spec: DataSpec) -> dict:
-    fn = catalog.load_callable(spec.name, "dataset.name")
+    fn = catalog.load_callable(spec.name, "dataset.name", DatasetError)
     options = catalog.call_options(fn, spec.options or {}, "dataset.options", DatasetError)
     try:
         out = fn(**options)
@@ -483,7 +478,8 @@ def _class_labels(y: torch.Tensor, name: str, where: str) -> torch.Tensor:
 # ----- image folders ------------------------------------------------------------------------
 
 def _folder_index(root: Path, spec: DataSpec, where: str):
-    """(classes, train samples, test samples) of an image folder; samples are (file, class index).
+    """(class count, train samples, test samples) of an image folder; samples are (file, class
+    index).
 
     The split is the ``train/`` and ``test/`` sub-folders when both exist, else seeded."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
@@ -492,6 +488,7 @@ def _folder_index(root: Path, spec: DataSpec, where: str):
     base = root / "train" if split else root
     try:
         classes, class_to_idx = find_classes(base)
+        num_outputs = _folder_classes(classes, spec, where)
         train = make_dataset(base, class_to_idx, extensions=IMG_EXTENSIONS)
         if split:
             test_classes, _ = find_classes(root / "test")
@@ -506,7 +503,7 @@ def _folder_index(root: Path, spec: DataSpec, where: str):
         if len(tr) == 0 or len(te) == 0:
             raise DatasetError(f"{where}: {len(train)} images split by dataset.test_fraction = {spec.test_fraction} leave an empty split")
         train, test = [train[i] for i in tr], [train[i] for i in te]
-    return classes, train, test
+    return num_outputs, train, test
 
 
 def _folder_geometry(samples, spec: DataSpec, where: str) -> tuple[int, int, int]:
@@ -550,8 +547,8 @@ def _folder(spec: DataSpec):
     """(train samples, test samples, (C, H, W), class count) of a checked image folder."""
     root = _user_path(spec)
     where = f"{spec.where} ({root})"
-    classes, train, test = _folder_index(root, spec, where)
-    return train, test, _folder_geometry(train + test, spec, where), _folder_classes(classes, spec, where)
+    num_outputs, train, test = _folder_index(root, spec, where)
+    return train, test, _folder_geometry(train + test, spec, where), num_outputs
 
 
 def _read_images(samples, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -223,12 +223,7 @@ def _factory(spec: dict, key: str) -> Callable[[tuple, int], nn.Module]:
         return lambda in_shape, n: MODELS[name](in_shape, n, **common, **opts)
     if kind == "torchvision":
         return _torchvision_factory(name.split(":", 1)[1], options, key)
-    try:
-        fn = catalog.load_callable(name, f"{key}.name")
-    except catalog.InputNotFoundError:
-        raise
-    except ValueError as exc:
-        raise ModelSpecError(str(exc)) from exc
+    fn = catalog.load_callable(name, f"{key}.name", ModelSpecError)
     opts = catalog.call_options(fn, options, f"{key}.options", ModelSpecError, skip=2)
     return lambda in_shape, n: fn(in_shape, n, **opts)
 
@@ -264,7 +259,8 @@ def build_model(spec: dict, in_shape, num_outputs: int, key: str = "model", devi
     """Build the model of ``spec`` for inputs of shape ``in_shape`` and ``num_outputs`` outputs.
 
     Returns a fresh ``nn.Module`` (in train mode) with its parameters on ``device`` (the default
-    device when None; ``"meta"`` allocates nothing). A torchvision model with ``weights`` is
+    device when None; ``"meta"`` allocates nothing). Lazy modules (``nn.LazyLinear``, ...) are
+    materialised by one forward of a batch of zeros. A torchvision model with ``weights`` is
     initialised from that file (read with ``weights_only=True``; on ``meta`` only its keys and
     shapes are checked). Raise :class:`ModelSpecError` naming ``<key>.name``,
     ``<key>.options.<option>`` or ``<key>.weights`` when the spec cannot be built.
@@ -273,6 +269,8 @@ def build_model(spec: dict, in_shape, num_outputs: int, key: str = "model", devi
 
     with torch.device(device) if device is not None else contextlib.nullcontext():
         module = _construct(spec, in_shape, num_outputs, key)
+    if any(nn.parameter.is_lazy(t) for t in (*module.parameters(), *module.buffers())):
+        _forward_check(module, in_shape, num_outputs, f"{key}.name = {spec['name']!r}")  # materialises them
     if spec.get("weights"):
         path = catalog.resolve_path(spec["weights"], f"{key}.weights")
         try:
