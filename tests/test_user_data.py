@@ -378,31 +378,3 @@ def test_folder_cache_notices_a_new_image(tmp_path):
     assert dataset_info(cfg, cache_dir=tmp_path / "c").n_train == 3
     _png(tmp_path / "f" / "b" / "2.png", (4, 4), 0, mode="L")
     assert dataset_info(cfg, cache_dir=tmp_path / "c").n_train == 4
-
-
-def test_built_in_dataset_info_is_static_and_matches_the_loaded_data():
-    for cfg in ({"name": "digits", "test_fraction": 0.3}, {"name": "regression1d"}):
-        _info_matches(dataset_info(cfg), load_dataset(**cfg))
-    assert dataset_info({"name": "cifar100", "download": True}) == DatasetInfo((3, 32, 32), 100, "classification", 50000, 10000, "cifar100")
-    assert dataset_info({"name": "mnist", "download": True}).in_shape == (1, 28, 28)
-
-
-def test_built_in_dataset_info_checks_torchvision_files(tmp_path):
-    with pytest.raises(data.DataMissingError, match="dataset.download: true"):
-        dataset_info({"name": "cifar10", "data_dir": str(tmp_path), "download": False})
-
-
-def test_a_failed_download_does_not_advise_download_true(tmp_path, monkeypatch):
-    import urllib.error
-
-    import torchvision
-
-    def offline(self):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
-    with pytest.raises(data.DataMissingError) as err:
-        load_dataset("cifar10", data_dir=tmp_path, download=True)
-    msg = str(err.value)
-    assert "downloading into data_dir" in msg and "failed" in msg and "name resolution" in msg
-    assert "download: true" not in msg and "copy data/cifar-10-batches-py" in msg

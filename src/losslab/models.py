@@ -228,6 +228,11 @@ def _factory(spec: dict, key: str) -> Callable[[tuple, int], nn.Module]:
     return lambda in_shape, n: fn(in_shape, n, **opts)
 
 
+def _failed(where: str, what: str, exc: Exception) -> ModelSpecError:
+    """The error for user code that raised: where, what failed, and the exception's own text."""
+    return ModelSpecError(f"{where}: {what}: {type(exc).__name__}: {exc}")
+
+
 def _construct(spec: dict, in_shape, num_outputs: int, key: str) -> nn.Module:
     """Build ``spec`` (in the current default device); wrap every failure in ModelSpecError."""
     spec = catalog.check_model_spec(spec, key)
@@ -246,10 +251,7 @@ def _construct(spec: dict, in_shape, num_outputs: int, key: str) -> nn.Module:
             f"{key}.options.{exc.option} = {value!r} does not fit input shape {tuple(in_shape)}: {exc}"
         ) from exc
     except Exception as exc:
-        raise ModelSpecError(
-            f"{where}: building it for input shape {tuple(in_shape)} and {num_outputs} outputs failed: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+        raise _failed(where, f"building it for input shape {tuple(in_shape)} and {num_outputs} outputs failed", exc) from exc
     if not isinstance(module, nn.Module):
         raise ModelSpecError(f"{where}: the factory returned {type(module).__name__}, not an nn.Module")
     return module
@@ -269,7 +271,7 @@ def build_model(spec: dict, in_shape, num_outputs: int, key: str = "model", devi
 
     with torch.device(device) if device is not None else contextlib.nullcontext():
         module = _construct(spec, in_shape, num_outputs, key)
-    if any(nn.parameter.is_lazy(t) for t in (*module.parameters(), *module.buffers())):
+    if any(nn.parameter.is_lazy(t) for t in _tensors(module)):
         _forward_check(module, in_shape, num_outputs, f"{key}.name = {spec['name']!r}")  # materialises them
     if spec.get("weights"):
         path = catalog.resolve_path(spec["weights"], f"{key}.weights")
@@ -283,9 +285,13 @@ def build_model(spec: dict, in_shape, num_outputs: int, key: str = "model", devi
     return module
 
 
+def _tensors(module: nn.Module) -> list[torch.Tensor]:
+    return [*module.parameters(), *module.buffers()]
+
+
 def module_on_meta(module: nn.Module) -> bool:
     """True when ``module`` has a tensor on the ``meta`` device (built without memory)."""
-    return any(t.is_meta for t in (*module.parameters(), *module.buffers()))
+    return any(t.is_meta for t in _tensors(module))
 
 
 @dataclass(frozen=True)
@@ -310,35 +316,27 @@ def _forward_check(module: nn.Module, in_shape, num_outputs: int, where: str) ->
     """Run one batch of 2 through ``module`` in train and eval mode; return the output shape.
 
     Raise :class:`ModelSpecError` with torch's own message when the forward fails on this input
-    shape, or when the output is not a tensor of shape (2, num_outputs).
+    shape, or when the output is not a tensor of shape (2, num_outputs). Leaves it in train mode.
     """
-    device = next((t.device for t in (*module.parameters(), *module.buffers())), torch.device("cpu"))
+    device = next((t.device for t in _tensors(module)), torch.device("cpu"))
     x = torch.zeros(2, *in_shape, device=device)
-    shapes = []
-    with torch.no_grad():
-        for train in (True, False):
-            module.train(train)
+    for mode in ("train", "eval"):
+        module.train(mode == "train")
+        with torch.no_grad():
             try:
                 out = module(x)
             except Exception as exc:
-                raise ModelSpecError(
-                    f"{where}: its forward fails on a batch of input shape {tuple(in_shape)} "
-                    f"({'train' if train else 'eval'} mode): {type(exc).__name__}: {exc}"
-                ) from exc
-            if not isinstance(out, torch.Tensor):
-                raise ModelSpecError(
-                    f"{where}: its forward returned {type(out).__name__} in {'train' if train else 'eval'} mode, "
-                    f"not a tensor of shape (N, {num_outputs})"
-                )
-            shapes.append(tuple(out.shape))
+                raise _failed(where, f"its forward fails on a batch of input shape {tuple(in_shape)} ({mode} mode)", exc) from exc
+        if not isinstance(out, torch.Tensor):
+            what = f"returned {type(out).__name__} in {mode} mode, not a tensor of shape (N, {num_outputs})"
+        elif tuple(out.shape) != (2, num_outputs):
+            what = (f"output has shape {tuple(out.shape)} for a batch of 2 inputs of shape {tuple(in_shape)}; "
+                    f"expected (2, {num_outputs}): one row of {num_outputs} outputs per sample")
+        else:
+            continue
+        raise ModelSpecError(f"{where}: its {what}")
     module.train()
-    for shape in shapes:
-        if shape != (2, num_outputs):
-            raise ModelSpecError(
-                f"{where}: its output has shape {shape} for a batch of 2 inputs of shape {tuple(in_shape)}; "
-                f"expected (2, {num_outputs}): one row of {num_outputs} outputs per sample"
-            )
-    return shapes[0]
+    return tuple(out.shape)
 
 
 def inspect_model(spec: dict, in_shape, num_outputs: int, max_bytes: int | None = None, key: str = "model") -> ModelInfo:
