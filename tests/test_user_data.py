@@ -2,6 +2,7 @@
 parse-time checks of dataset_info and its cache."""
 import json
 import os
+import sys
 import textwrap
 
 import numpy as np
@@ -237,6 +238,7 @@ def strange():
 def data_module(tmp_path, monkeypatch):
     (tmp_path / "userdata_mod.py").write_text(textwrap.dedent(DATA_FUNCTIONS))
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "userdata_mod", raising=False)  # each test imports its own copy
     return "userdata_mod"
 
 

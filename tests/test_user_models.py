@@ -306,3 +306,14 @@ def test_model_forms_and_path_labels():
     assert catalog.model_label("torchvision:resnet18") == "torchvision-resnet18"
     assert catalog.model_label("models/net1d.py:build") == "net1d-build"
     assert catalog.model_label("mypkg.nets:build") == "mypkg.nets-build"
+
+
+def test_a_user_model_too_big_for_the_limit_is_refused_naming_its_options(tmp_path, monkeypatch):
+    _write(tmp_path, "net1d.py", NET1D)
+    monkeypatch.chdir(tmp_path)
+    spec = {"name": "net1d.py:build", "options": {"hidden": 10**6}}
+    with pytest.raises(ModelSpecError) as err:
+        inspect_model(spec, (2, 16), 3, max_bytes=1 << 20)
+    msg = str(err.value)
+    assert "model.name = 'net1d.py:build' (options {'hidden': 1000000}) has 10,000,003 parameters" in msg
+    assert "38.1 MiB of parameters and buffers, more than the 1.0 MiB allowed" in msg and "width" not in msg

@@ -196,9 +196,6 @@ def model_options(name: str) -> dict:
     return {k: p.default for k, p in sig.parameters.items() if k not in COMMON and k != "self"}
 
 
-check_spec = catalog.check_model_spec
-
-
 def _torchvision_factory(name: str, options: dict, key: str) -> Callable[[tuple, int], nn.Module]:
     import torchvision
 
@@ -362,10 +359,12 @@ def inspect_model(spec: dict, in_shape, num_outputs: int, max_bytes: int | None 
     total = info["param_bytes"] + info["buffer_bytes"]
     where = f"{key}.name = {spec['name']!r}"
     if max_bytes is not None and total > max_bytes:
+        builtin = catalog.model_kind(spec["name"]) == "builtin"
+        knobs = f"width {spec.get('width', 1.0)}, " if builtin else ""
         raise ModelSpecError(
-            f"{where} (width {spec.get('width', 1.0)}, options {spec.get('options') or {}}) has "
-            f"{info['num_params']:,} parameters, {_bytes(total)} of parameters and buffers, more than the "
-            f"{_bytes(max_bytes)} allowed; make it smaller (width, options) or allow more memory"
+            f"{where} ({knobs}options {spec.get('options') or {}}) has {info['num_params']:,} parameters, "
+            f"{_bytes(total)} of parameters and buffers, more than the {_bytes(max_bytes)} allowed; make it "
+            f"smaller ({'width, ' if builtin else ''}options) or allow more memory"
         )
     if total <= CPU_CHECK_BYTES:  # cheap to build for real: torch's own messages, no meta limits
         with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
