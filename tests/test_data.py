@@ -90,3 +90,33 @@ def test_torchvision_mnist_loads_from_data_dir(tmp_path):
     assert ds.train_x.shape == (30, 1, 28, 28) and ds.test_x.shape == (10, 1, 28, 28)
     assert ds.num_outputs == 10 and ds.train_y.tolist()[:3] == [0, 1, 2]
     assert abs(ds.train_x.mean().item()) < 1e-4
+
+
+def test_built_in_dataset_info_is_static_and_matches_the_loaded_data():
+    for cfg in ({"name": "digits", "test_fraction": 0.3}, {"name": "regression1d"}):
+        info, ds = data.dataset_info(cfg), data.load_dataset(**cfg)
+        assert (info.in_shape, info.num_outputs, info.task) == (ds.in_shape, ds.num_outputs, ds.task)
+        assert (info.n_train, info.n_test, info.label) == (len(ds.train_y), len(ds.test_y), cfg["name"])
+    assert data.dataset_info({"name": "cifar100", "download": True}) == data.DatasetInfo((3, 32, 32), 100, "classification", 50000, 10000, "cifar100")
+    assert data.dataset_info({"name": "mnist", "download": True}).in_shape == (1, 28, 28)
+
+
+def test_built_in_dataset_info_checks_torchvision_files(tmp_path):
+    with pytest.raises(data.DataMissingError, match="dataset.download: true"):
+        data.dataset_info({"name": "cifar10", "data_dir": str(tmp_path), "download": False})
+
+
+def test_a_failed_download_does_not_advise_download_true(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision
+
+    def offline(self):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
+    with pytest.raises(data.DataMissingError) as err:
+        data.load_dataset("cifar10", data_dir=tmp_path, download=True)
+    msg = str(err.value)
+    assert "downloading into data_dir" in msg and "failed" in msg and "name resolution" in msg
+    assert "download: true" not in msg and "copy data/cifar-10-batches-py" in msg

@@ -1,18 +1,41 @@
-"""Model registry. Every model takes a width multiplier, a dropout rate and a BatchNorm switch.
+"""Models: the built-in registry and the researcher's own networks.
 
-The registry maps a name to a builder. Builders take the input shape and number of outputs
-from the dataset, so one name works for 8x8 digits, 28x28 MNIST and 32x32 CIFAR.
+A model spec is ``{name, width, dropout, batchnorm, options, weights}``. ``name`` is a built-in
+model (every one takes a width multiplier, a dropout rate and a BatchNorm switch), or one of
+the researcher's own:
+
+- ``package.module:function`` or ``path/to/file.py:function``, called as
+  ``function(input_shape, num_outputs, **options)`` and returning an ``nn.Module``;
+- ``torchvision:<name>``: ``torchvision.models.get_model(name, weights=None,
+  num_classes=num_outputs, **options)``, optionally initialised from a local ``weights`` file.
+
+Builders take the input shape and number of outputs from the dataset, so one name works for
+8x8 digits, 28x28 MNIST and 32x32 CIFAR. :func:`inspect_model` builds any spec on the ``meta``
+device (no memory allocated) and runs one forward, so a spec that cannot work is refused at
+parse time with a :class:`ModelSpecError` naming the key.
 """
 from __future__ import annotations
 
+import contextlib
+import difflib
 import inspect
 import json
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
 from . import catalog
+from .catalog import ModelSpecError
+
+
+class _OptionError(ValueError):
+    """Raised by a built-in constructor when one of its options does not fit the input."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
 
 
 def _ch(base: int, width: float) -> int:
@@ -23,13 +46,23 @@ def _norm2d(c: int, batchnorm: bool) -> nn.Module:
     return nn.BatchNorm2d(c) if batchnorm else nn.Identity()
 
 
-def _head_features(body: nn.Module, in_shape) -> int:
-    with torch.no_grad():
-        was = body.training
-        body.eval()
-        n = body(torch.zeros(1, *in_shape)).flatten(1).shape[1]
-        body.train(was)
-    return n
+def _image_shape(in_shape, model: str) -> tuple[int, int, int]:
+    """``in_shape`` as (C, H, W); raise a ValueError saying the model needs image inputs."""
+    if len(in_shape) != 3:
+        raise ValueError(f"{model} needs image inputs of shape C x H x W; the data's input shape is {tuple(in_shape)}")
+    return tuple(in_shape)
+
+
+def _check_pooling(in_shape, stages: int, model: str) -> None:
+    """Refuse more 2x2 pooling stages (one per ``channels`` entry) than the image size allows."""
+    _, h, w = _image_shape(in_shape, model)
+    most = min(h, w).bit_length() - 1
+    if stages > most:
+        raise _OptionError(
+            "channels",
+            f"{stages} entries mean {stages} stages of 2x2 pooling, which need an input of at least "
+            f"{2 ** stages}x{2 ** stages}; the input is {h}x{w}, so give at most {most} entries",
+        )
 
 
 class SimpleCNN(nn.Module):
@@ -38,6 +71,7 @@ class SimpleCNN(nn.Module):
 
     def __init__(self, in_shape, num_outputs, width=1.0, dropout=0.0, batchnorm=False, channels=(16, 32, 32)):
         super().__init__()
+        _check_pooling(in_shape, len(channels), "simplecnn")
         layers, c_in = [], in_shape[0]
         for c in channels:
             c_out = _ch(c, width)
@@ -45,7 +79,8 @@ class SimpleCNN(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(_head_features(self.features, in_shape), num_outputs)
+        _, h, w = in_shape  # each stage keeps the size (3x3, padding 1), then halves it (floor)
+        self.head = nn.Linear(c_in * (h >> len(channels)) * (w >> len(channels)), num_outputs)
 
     def forward(self, x):
         return self.head(self.dropout(self.features(x)))
@@ -58,7 +93,7 @@ class MLP(nn.Module):
         super().__init__()
         acts = {"relu": nn.ReLU, "tanh": nn.Tanh}
         if activation not in acts:
-            raise ValueError(f"model option activation={activation!r}; allowed: {sorted(acts)}")
+            raise _OptionError("activation", f"allowed: {', '.join(acts)}")
         d_in = 1
         for s in in_shape:
             d_in *= s
@@ -103,6 +138,7 @@ class ResNet20(nn.Module):
 
     def __init__(self, in_shape, num_outputs, width=1.0, dropout=0.0, batchnorm=False, skip=True, blocks=3):
         super().__init__()
+        _image_shape(in_shape, "resnet20")
         c = [_ch(16, width), _ch(32, width), _ch(64, width)]
         self.stem = nn.Sequential(nn.Conv2d(in_shape[0], c[0], 3, 1, 1, bias=not batchnorm), _norm2d(c[0], batchnorm), nn.ReLU())
         layers, c_in = [], c[0]
@@ -124,6 +160,7 @@ class VGGSmall(nn.Module):
 
     def __init__(self, in_shape, num_outputs, width=1.0, dropout=0.0, batchnorm=False, channels=(32, 64, 128)):
         super().__init__()
+        _check_pooling(in_shape, len(channels), "vgg_small")
         layers, c_in = [], in_shape[0]
         for c in channels:
             c_out = _ch(c, width)
@@ -146,6 +183,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "vgg_small": VGGSmall,
 }
 COMMON = ("in_shape", "num_outputs", "width", "dropout", "batchnorm")
+# inspect_model runs its forward check on a real CPU build of models up to this many bytes of
+# parameters and buffers (fast, and errors are torch's own), and on the meta build above it.
+CPU_CHECK_BYTES = 64 << 20
 
 
 def model_options(name: str) -> dict:
@@ -156,24 +196,181 @@ def model_options(name: str) -> dict:
     return {k: p.default for k, p in sig.parameters.items() if k not in COMMON and k != "self"}
 
 
-check_spec = catalog.check_model_spec
+def _torchvision_factory(name: str, options: dict, key: str) -> Callable[[tuple, int], nn.Module]:
+    import torchvision
+
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=5)
+        hint = f"; close names: {', '.join(close)}" if close else ""
+        raise ModelSpecError(
+            f"{key}.name = 'torchvision:{name}': torchvision has no classification model {name!r}{hint}; "
+            f"the {len(known)} names are listed by torchvision.models.list_models(torchvision.models)"
+        )
+    return lambda in_shape, n: torchvision.models.get_model(name, weights=None, num_classes=n, **options)
 
 
-def build_model(spec: dict, in_shape, num_outputs: int) -> nn.Module:
-    """Build a model from a spec ``{name, width, dropout, batchnorm, options}``."""
-    check_spec(spec)
-    opts = dict(spec.get("options", {}))
-    for k, v in opts.items():
-        if isinstance(v, list):
-            opts[k] = tuple(v)
-    return MODELS[spec["name"]](
-        tuple(in_shape),
-        num_outputs,
-        width=spec.get("width", 1.0),
-        dropout=spec.get("dropout", 0.0),
-        batchnorm=spec.get("batchnorm", False),
-        **opts,
+def _factory(spec: dict, key: str) -> Callable[[tuple, int], nn.Module]:
+    """A function ``(in_shape, num_outputs) -> nn.Module`` for a checked spec."""
+    name, options = spec["name"], dict(spec.get("options") or {})
+    kind = catalog.model_kind(name)
+    if kind == "builtin":
+        opts = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+        common = {k: spec[k] for k in ("width", "dropout", "batchnorm") if spec.get(k) is not None}
+        return lambda in_shape, n: MODELS[name](in_shape, n, **common, **opts)
+    if kind == "torchvision":
+        return _torchvision_factory(name.split(":", 1)[1], options, key)
+    fn = catalog.load_callable(name, f"{key}.name", ModelSpecError)
+    opts = catalog.call_options(fn, options, f"{key}.options", ModelSpecError, skip=2)
+    return lambda in_shape, n: fn(in_shape, n, **opts)
+
+
+def _failed(where: str, what: str, exc: Exception) -> ModelSpecError:
+    """The error for user code that raised: where, what failed, and the exception's own text."""
+    return ModelSpecError(f"{where}: {what}: {type(exc).__name__}: {exc}")
+
+
+def _construct(spec: dict, in_shape, num_outputs: int, key: str) -> nn.Module:
+    """Build ``spec`` (in the current default device); wrap every failure in ModelSpecError."""
+    spec = catalog.check_model_spec(spec, key)
+    if spec.get("weights") and catalog.model_kind(spec["name"]) != "torchvision":
+        raise ModelSpecError(
+            f"{key}.weights = {spec['weights']!r}: a weights file is read for torchvision: models only; "
+            f"load weights inside your own factory, or declare trained networks under endpoints.external"
+        )
+    factory = _factory(spec, key)
+    where = f"{key}.name = {spec['name']!r} with options {spec.get('options') or {}}"
+    try:
+        module = factory(tuple(in_shape), int(num_outputs))
+    except _OptionError as exc:
+        value = spec["options"].get(exc.option, model_options(spec["name"]).get(exc.option))
+        raise ModelSpecError(
+            f"{key}.options.{exc.option} = {value!r} does not fit input shape {tuple(in_shape)}: {exc}"
+        ) from exc
+    except Exception as exc:
+        raise _failed(where, f"building it for input shape {tuple(in_shape)} and {num_outputs} outputs failed", exc) from exc
+    if not isinstance(module, nn.Module):
+        raise ModelSpecError(f"{where}: the factory returned {type(module).__name__}, not an nn.Module")
+    return module
+
+
+def build_model(spec: dict, in_shape, num_outputs: int, key: str = "model", device=None) -> nn.Module:
+    """Build the model of ``spec`` for inputs of shape ``in_shape`` and ``num_outputs`` outputs.
+
+    Returns a fresh ``nn.Module`` (in train mode) with its parameters on ``device`` (the default
+    device when None; ``"meta"`` allocates nothing). Lazy modules (``nn.LazyLinear``, ...) are
+    materialised by one forward of a batch of zeros. A torchvision model with ``weights`` is
+    initialised from that file (read with ``weights_only=True``; on ``meta`` only its keys and
+    shapes are checked). Raise :class:`ModelSpecError` naming ``<key>.name``,
+    ``<key>.options.<option>`` or ``<key>.weights`` when the spec cannot be built.
+    """
+    from . import checkpoints
+
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        module = _construct(spec, in_shape, num_outputs, key)
+    if any(nn.parameter.is_lazy(t) for t in _tensors(module)):
+        _forward_check(module, in_shape, num_outputs, f"{key}.name = {spec['name']!r}")  # materialises them
+    if spec.get("weights"):
+        path = catalog.resolve_path(spec["weights"], f"{key}.weights")
+        try:
+            if module_on_meta(module):
+                checkpoints.check_external(path, module, key=f"{key}.weights")
+            else:
+                checkpoints.load_weights(path, module, key=f"{key}.weights")
+        except checkpoints.CheckpointError as exc:
+            raise ModelSpecError(str(exc)) from exc
+    return module
+
+
+def _tensors(module: nn.Module) -> list[torch.Tensor]:
+    return [*module.parameters(), *module.buffers()]
+
+
+def module_on_meta(module: nn.Module) -> bool:
+    """True when ``module`` has a tensor on the ``meta`` device (built without memory)."""
+    return any(t.is_meta for t in _tensors(module))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What :func:`inspect_model` learned about a spec, without allocating its weights."""
+
+    num_params: int
+    param_bytes: int
+    buffer_bytes: int
+    has_batchnorm: bool
+    output_shape: tuple[int, ...]
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _forward_check(module: nn.Module, in_shape, num_outputs: int, where: str) -> tuple[int, ...]:
+    """Run one batch of 2 through ``module`` in train and eval mode; return the output shape.
+
+    Raise :class:`ModelSpecError` with torch's own message when the forward fails on this input
+    shape, or when the output is not a tensor of shape (2, num_outputs). Leaves it in train mode.
+    """
+    device = next((t.device for t in _tensors(module)), torch.device("cpu"))
+    x = torch.zeros(2, *in_shape, device=device)
+    for mode in ("train", "eval"):
+        module.train(mode == "train")
+        with torch.no_grad():
+            try:
+                out = module(x)
+            except Exception as exc:
+                raise _failed(where, f"its forward fails on a batch of input shape {tuple(in_shape)} ({mode} mode)", exc) from exc
+        if not isinstance(out, torch.Tensor):
+            what = f"returned {type(out).__name__} in {mode} mode, not a tensor of shape (N, {num_outputs})"
+        elif tuple(out.shape) != (2, num_outputs):
+            what = (f"output has shape {tuple(out.shape)} for a batch of 2 inputs of shape {tuple(in_shape)}; "
+                    f"expected (2, {num_outputs}): one row of {num_outputs} outputs per sample")
+        else:
+            continue
+        raise ModelSpecError(f"{where}: its {what}")
+    module.train()
+    return tuple(out.shape)
+
+
+def inspect_model(spec: dict, in_shape, num_outputs: int, max_bytes: int | None = None, key: str = "model") -> ModelInfo:
+    """Check at parse time that ``spec`` builds and runs on this data, allocating nothing.
+
+    Builds the model on the ``meta`` device and refuses it when its parameters and buffers take
+    more than ``max_bytes`` (message with parameter count and memory). Then runs one forward of a
+    batch of 2 inputs of shape ``in_shape`` in train and eval mode and checks the output is
+    (2, num_outputs): on a CPU build when the model has at most :data:`CPU_CHECK_BYTES` (a few
+    milliseconds; errors are torch's own, and data-dependent code such as ``.item()`` works), on
+    the meta build above that (the first meta forward in a process imports ``torch._dynamo``, about
+    a second). The caller's random state is left as it was. Returns a :class:`ModelInfo`; raises
+    :class:`ModelSpecError` naming the key.
+    """
+    module = build_model(spec, in_shape, num_outputs, key=key, device="meta")
+    params = list(module.parameters())
+    info = dict(
+        num_params=sum(p.numel() for p in params),
+        param_bytes=sum(p.numel() * p.element_size() for p in params),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in module.buffers()),
+        has_batchnorm=any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()),
     )
+    total = info["param_bytes"] + info["buffer_bytes"]
+    where = f"{key}.name = {spec['name']!r}"
+    if max_bytes is not None and total > max_bytes:
+        builtin = catalog.model_kind(spec["name"]) == "builtin"
+        knobs = f"width {spec.get('width', 1.0)}, " if builtin else ""
+        raise ModelSpecError(
+            f"{where} ({knobs}options {spec.get('options') or {}}) has {info['num_params']:,} parameters, "
+            f"{_bytes(total)} of parameters and buffers, more than the {_bytes(max_bytes)} allowed; make it "
+            f"smaller ({'width, ' if builtin else ''}options) or allow more memory"
+        )
+    if total <= CPU_CHECK_BYTES:  # cheap to build for real: torch's own messages, no meta limits
+        with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+            module = build_model({**spec, "weights": None}, in_shape, num_outputs, key=key, device="cpu")
+    out_shape = _forward_check(module, in_shape, num_outputs, where)
+    return ModelInfo(output_shape=out_shape, **info)
 
 
 def spec_json(spec: dict) -> str:
