@@ -178,10 +178,11 @@ def test_swa_is_the_mean_of_the_snapshots(digits_small, batchnorm, schedule):
 def test_cyclic_schedule_restarts_every_cycle():
     s = swa.SwaSettings(lr=0.1, schedule="cyclic", epochs=4, snapshot_every=2, cycle_min_ratio=0.01)
     spe = 5
-    lrs = [swa.lr_at(s, k, spe) for k in range(4 * spe)]
+    lr_at = swa.learning_rate(s, spe)
+    lrs = [lr_at(k) for k in range(4 * spe)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(0.001) and lrs[10] == pytest.approx(0.1)
-    assert all(a >= b for a, b in zip(lrs[:9], lrs[1:10]))
-    assert swa.lr_at(swa.SwaSettings(lr=0.1, epochs=4), 7, spe) == 0.1
+    assert all(a > b for a, b in zip(lrs[:9], lrs[1:10]))
+    assert swa.learning_rate(swa.SwaSettings(lr=0.1, epochs=4), spe)(7) == 0.1
 
 
 def test_ensemble_averages_probabilities():
