@@ -1,6 +1,7 @@
 """Fast Geometric Ensembling (losslab.fge): schedule, member collection, BatchNorm, resume, evaluation."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -20,11 +21,9 @@ BN_MLP = {**MLP, "batchnorm": True}
 
 @pytest.fixture(scope="module")
 def digits_small():
+    """256 training images of digits and fixed evaluation subsets (120 + 120, 64 for BatchNorm)."""
     ds = data.load_dataset("digits")
-    ev = data.eval_data(ds, 120, 120, 64, 0)
-    small = data.Dataset("digits", ds.train_x[:256], ds.train_y[:256], ds.test_x[:128], ds.test_y[:128],
-                         "classification", 10)
-    return small, ev
+    return dataclasses.replace(ds, train_x=ds.train_x[:256], train_y=ds.train_y[:256]), data.eval_data(ds, 120, 120, 64, 0)
 
 
 def _start(ds, spec, seed=0):

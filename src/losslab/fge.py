@@ -36,7 +36,7 @@ from .flat import FlatModel, metrics_from_outputs
 from .io import Point
 from .seeds import derive_seed
 from .swa import ensemble_metrics
-from .train import continue_from, weights_job
+from .train import Snapshots, continue_from, weights_job
 from .training import CYCLE_SHAPES, EpochStats, cyclic_schedule, fingerprint, fit, make_optimizer, steps_per_epoch
 
 FGE_KEYS = ("cycle_epochs", "n_members", "lr_max", "lr_min", "shape", "optimizer", "momentum", "l2", "batch_size")
@@ -118,32 +118,24 @@ def train_fge(fm: FlatModel, start: Point, ds: Dataset, s: FgeSettings, seed: in
     n = ds.train_x.shape[0]
     lr_at = cyclic_schedule(s.lr_max, s.lr_min, s.cycle_epochs * steps_per_epoch(n, s.batch_size), s.shape)
     collect = set(s.collect_epochs)
-    members, member_bufs = [], []
+    members = Snapshots()
 
     def record(epoch: int, stats: EpochStats, ok: bool) -> list[dict]:
         if ok and epoch in collect:
             vec = fm.flatten(model).clone()
-            members.append(vec)
-            member_bufs.append(fm.recompute_bn(vec, bn_x.to(device), bn_batch) if fm.has_bn else fm.buffers(model))
+            members.add(vec, fm.recompute_bn(vec, bn_x.to(device), bn_batch) if fm.has_bn else fm.buffers(model))
         return [{"epoch": epoch, "running_loss": stats.mean("loss"), "lr_first": stats.lr_first,
                  "lr_last": stats.lr_last, "lr_min": stats.lr_min, "lr_max": stats.lr_max,
                  "members": len(members)}] if epoch else []
 
-    def extra_state() -> dict:
-        return {"members": list(members), "member_buffers": list(member_bufs)}
-
-    def load_extra(st: dict) -> None:
-        members[:] = [v.to(device) for v in st["members"]]
-        member_bufs[:] = [{k: v.to(device) for k, v in b.items()} for b in st["member_buffers"]]
-
-    job = weights_job(model, ds, opt, lr_at, record, s.epochs, s.batch_size, extra_state=extra_state,
-                      load_extra=load_extra, name="fge")
+    job = weights_job(model, ds, opt, lr_at, record, s.epochs, s.batch_size, name="fge",
+                      extra_state=lambda: {"members": members.state()},
+                      load_extra=lambda st: members.load_state(st["members"], device))
     key = fingerprint({"settings": asdict(s), "seed": seed, "start": float(start.flat.double().sum()),
                        "layout": fm.layout, "dataset": ds.name, "n": n})
     run = fit(job, key, derive_seed(seed, "fge"), state_path=state_path, checkpoint_every=checkpoint_every,
               stop_after=stop_after)
-    stacked = torch.stack(members) if members else torch.empty(0, fm.numel, device=device)
-    return FgeRun(stacked, member_bufs, run.status, run.history, run.resumed_from)
+    return FgeRun(members.stacked(fm.numel, device), members.buffers, run.status, run.history, run.resumed_from)
 
 
 @torch.no_grad()

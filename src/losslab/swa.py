@@ -36,7 +36,7 @@ from .data import Dataset, EvalData
 from .flat import BN_BATCH, FlatModel, metrics_from_outputs
 from .io import Point
 from .seeds import derive_seed
-from .train import continue_from, weights_job
+from .train import Snapshots, continue_from, weights_job
 from .training import EpochStats, cyclic_schedule, fingerprint, fit, make_optimizer, steps_per_epoch
 
 SCHEDULES = ("constant", "cyclic")
@@ -105,36 +105,30 @@ def continue_training(fm: FlatModel, start: Point, ds: Dataset, s: SwaSettings, 
     opt = make_optimizer(model.parameters(), s.optimizer, s.lr, s.momentum, s.l2, key="swa.optimizer")
     swa_model = AveragedModel(model)
     ds = ds.to(device)
-    snaps, snap_bufs = [], []
+    snaps = Snapshots()
 
     def record(epoch: int, stats: EpochStats, ok: bool) -> list[dict]:
         if ok and epoch and epoch % s.snapshot_every == 0:
-            snaps.append(fm.flatten(model).clone())
-            snap_bufs.append(fm.buffers(model))
+            snaps.add(fm.flatten(model).clone(), fm.buffers(model))
             swa_model.update_parameters(model)
         return [{"epoch": epoch, "running_loss": stats.mean("loss"), "lr_last": stats.lr_last,
                  "snapshots": len(snaps)}] if epoch else []
 
-    def extra_state() -> dict:
-        return {"swa": swa_model.state_dict(), "snapshots": list(snaps), "snapshot_buffers": list(snap_bufs)}
-
     def load_extra(st: dict) -> None:
         swa_model.load_state_dict(st["swa"])
-        snaps[:] = [v.to(device) for v in st["snapshots"]]
-        snap_bufs[:] = [{k: v.to(device) for k, v in b.items()} for b in st["snapshot_buffers"]]
+        snaps.load_state(st["snapshots"], device)
 
     lr_at = learning_rate(s, steps_per_epoch(ds.train_x.shape[0], s.batch_size))
-    job = weights_job(model, ds, opt, lr_at, record, s.epochs, s.batch_size, extra_state=extra_state,
-                      load_extra=load_extra, name="swa")
+    job = weights_job(model, ds, opt, lr_at, record, s.epochs, s.batch_size, name="swa", load_extra=load_extra,
+                      extra_state=lambda: {"swa": swa_model.state_dict(), "snapshots": snaps.state()})
     key = fingerprint({"settings": asdict(s), "seed": seed, "start": float(start.flat.double().sum()),
                        "layout": fm.layout, "dataset": ds.name, "n": ds.train_x.shape[0]})
     run = fit(job, key, derive_seed(seed, "swa"), state_path=state_path, checkpoint_every=checkpoint_every,
               stop_after=stop_after)
     if run.status == "ok" and fm.has_bn:
         update_bn(list(bn_x.to(device).split(bn_batch or BN_BATCH)), swa_model)
-    stacked = torch.stack(snaps) if snaps else torch.empty(0, fm.numel, device=device)
-    return SwaRun(stacked, snap_bufs, fm.flatten(swa_model.module), fm.buffers(swa_model.module), run.status,
-                  run.history, run.resumed_from)
+    return SwaRun(snaps.stacked(fm.numel, device), snaps.buffers, fm.flatten(swa_model.module),
+                  fm.buffers(swa_model.module), run.status, run.history, run.resumed_from)
 
 
 def _outputs(fm: FlatModel, vec: torch.Tensor, x: torch.Tensor, bn_x: torch.Tensor, buffers: dict | None = None):

@@ -88,6 +88,33 @@ def weights_job(model: torch.nn.Module, ds: Dataset, optimizer: torch.optim.Opti
                batch_size, state, load_state, name)
 
 
+class Snapshots:
+    """Flat vectors and their buffers taken from a network during training (SWA snapshots, FGE
+    members), in order; their :meth:`state` is part of a run's resumable state."""
+
+    def __init__(self) -> None:
+        self.vectors: list[torch.Tensor] = []
+        self.buffers: list[dict[str, torch.Tensor]] = []
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def add(self, vector: torch.Tensor, buffers: dict[str, torch.Tensor]) -> None:
+        self.vectors.append(vector)
+        self.buffers.append(buffers)
+
+    def stacked(self, numel: int, device) -> torch.Tensor:
+        """The vectors as ``[S, numel]`` (``[0, numel]`` when there are none)."""
+        return torch.stack(self.vectors) if self.vectors else torch.empty(0, numel, device=device)
+
+    def state(self) -> dict:
+        return {"vectors": list(self.vectors), "buffers": list(self.buffers)}
+
+    def load_state(self, st: dict, device) -> None:
+        self.vectors = [v.to(device) for v in st["vectors"]]
+        self.buffers = [{k: v.to(device) for k, v in b.items()} for b in st["buffers"]]
+
+
 def continue_from(fm: FlatModel, start: Point, device) -> torch.nn.Module:
     """A copy of ``fm.module`` on ``device`` holding the weights and buffers of ``start``."""
     model = copy_module.deepcopy(fm.module).to(device)
