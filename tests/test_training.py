@@ -133,7 +133,7 @@ def test_curve_l2_acts_on_phi_t():
     (data_loss + training.l2_penalty(phi, l2)).backward()
     expect = c[1] * (torch.cos(phi.detach()) + l2 * phi.detach())
     assert torch.allclose(theta.grad, expect)
-    assert training.l2_penalty(phi, l2).item() == pytest.approx(0.5 * l2 * float((phi ** 2).sum()))
+    assert training.l2_penalty(phi, l2).item() == pytest.approx(0.5 * l2 * float(phi.detach().pow(2).sum()))
 
 
 # ----- resumable state: every stream ------------------------------------------------------------

@@ -282,38 +282,22 @@ def fit(job: Job, key: str = "", data_seed: int | None = None, *, lineage: str |
         if 0 in save_states_at:
             save(save_states_at[0], 0)
 
-    status, n, device = "ok", job.n_samples, job.trained[0].device
-    step = start * (1 if n is None else steps_per_epoch(n, job.batch_size))
+    status = "ok"
+    per_epoch = 1 if job.n_samples is None else steps_per_epoch(job.n_samples, job.batch_size)
     show = job.progress and getattr(sys.stderr, "isatty", lambda: False)()
     with logging_redirect_tqdm([log]) if show else contextlib.nullcontext():
         bar = tqdm(range(start, job.epochs), desc=job.name or "training", initial=start, total=job.epochs,
                    mininterval=2.0, ascii=True, disable=not show)
         for epoch in bar:
-            totals: dict[str, torch.Tensor] = {}
-            lrs: list[float] = []
-            batches = [None] if n is None else torch.randperm(n, generator=job.generator).to(device).split(job.batch_size)
-            for idx in batches:
-                lrs.append(job.lr_at(step))
-                for group in job.optimizer.param_groups:
-                    group["lr"] = lrs[-1]
-                out = job.step(idx)
-                job.optimizer.zero_grad(set_to_none=True)
-                out["loss"].backward()
-                job.optimizer.step()
-                weight = 1 if idx is None else idx.numel()
-                for name, value in out.items():
-                    totals[name] = totals.get(name, 0) + value.detach() * weight
-                step += 1
-            running = {name: (total / (n or 1)).item() for name, total in totals.items()}
-            stats = EpochStats(running, lrs[0], lrs[-1], min(lrs), max(lrs))
-            ok = math.isfinite(running["loss"]) and bool(torch.stack([torch.isfinite(t).all() for t in job.trained]).all())
-            new = job.record(epoch + 1, stats, ok)
-            rows.extend(new)
             done = epoch + 1
+            stats = _epoch(job, first_step=epoch * per_epoch)
+            ok = math.isfinite(stats.mean("loss")) and bool(torch.stack([torch.isfinite(t).all() for t in job.trained]).all())
+            new = job.record(done, stats, ok)
+            rows.extend(new)
             if not ok:
                 status = "diverged"
-                log.warning(" ".join(filter(None, (job.name, f"epoch {done}: loss {running['loss']} or the weights are "
-                                                   "not finite; recording the run as diverged"))))
+                log.warning(" ".join(filter(None, (job.name, f"epoch {done}: loss {stats.mean('loss')} or the weights "
+                                                   "are not finite; recording the run as diverged"))))
                 break
             if job.log_epochs:
                 log.info(" ".join(filter(None, (job.name, f"epoch {done}/{job.epochs}:", _describe(new)))))
@@ -328,6 +312,30 @@ def fit(job: Job, key: str = "", data_seed: int | None = None, *, lineage: str |
 
 
 # ---- helpers of fit -------------------------------------------------------------------------
+def _epoch(job: Job, first_step: int) -> EpochStats:
+    """One pass of ``job`` over its data in shuffled minibatches (one step without data), the
+    learning rate set from the global step before each step; returns its :class:`EpochStats`.
+    Step outputs are summed on the device (one host sync per output and epoch)."""
+    n = job.n_samples
+    totals: dict[str, torch.Tensor] = {}
+    lrs: list[float] = []
+    device = job.trained[0].device
+    batches = [None] if n is None else torch.randperm(n, generator=job.generator).to(device).split(job.batch_size)
+    for step, idx in enumerate(batches, start=first_step):
+        lrs.append(job.lr_at(step))
+        for group in job.optimizer.param_groups:
+            group["lr"] = lrs[-1]
+        out = job.step(idx)
+        job.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        job.optimizer.step()
+        weight = 1 if idx is None else idx.numel()
+        for name, value in out.items():
+            totals[name] = totals.get(name, 0) + value.detach() * weight
+    running = {name: (total / (n or 1)).item() for name, total in totals.items()}
+    return EpochStats(running, lrs[0], lrs[-1], min(lrs), max(lrs))
+
+
 def _resumable(path, key: str) -> dict | None:
     """The state at ``path`` if it exists, loads, and belongs to the run ``key``; else None
     (an unreadable file is logged as a warning and ignored: the run starts over)."""
