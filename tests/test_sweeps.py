@@ -174,13 +174,32 @@ def test_swa_is_the_mean_of_the_snapshots(digits_small, batchnorm, schedule):
     assert (summ["best_accuracy"] >= summ["snapshot_mean_accuracy"] - 1e-9).all()
 
 
+def test_swa_resume_gives_the_uninterrupted_run(digits_small, tmp_path):
+    ds, ev = digits_small
+    spec = {"name": "mlp", "batchnorm": True, "dropout": 0.2, "options": {"hidden": 16}}
+    fm, start = _trained_start(ds, spec)
+    s = swa.SwaSettings(lr=0.05, schedule="cyclic", epochs=4, snapshot_every=1, optimizer="sgd")
+    full = swa.continue_training(fm, start, ds, s, seed=1, bn_x=ev.bn_x)
+    state = tmp_path / "resume.pt"
+    swa.continue_training(fm, start, ds, s, seed=1, bn_x=ev.bn_x, state_path=state, checkpoint_every=2, stop_after=3)
+    assert io.load_tensors(state)["epoch"] == 2
+    resumed = swa.continue_training(fm, start, ds, s, seed=1, bn_x=ev.bn_x, state_path=state, checkpoint_every=2)
+    assert resumed.resumed_from == 2 and full.resumed_from == 0
+    assert torch.equal(resumed.snapshots, full.snapshots) and torch.equal(resumed.swa, full.swa)
+    assert all(torch.equal(resumed.swa_buffers[k], v) for k, v in full.swa_buffers.items())
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(resumed.snapshot_buffers, full.snapshot_buffers) for k in a)
+    pd.testing.assert_frame_equal(resumed.history, full.history)
+    assert list(full.history["snapshots"]) == [1, 2, 3, 4]
+
+
 def test_cyclic_schedule_restarts_every_cycle():
     s = swa.SwaSettings(lr=0.1, schedule="cyclic", epochs=4, snapshot_every=2, cycle_min_ratio=0.01)
     spe = 5
-    lrs = [swa.lr_at(s, k, spe) for k in range(4 * spe)]
+    lr_at = swa.learning_rate(s, spe)
+    lrs = [lr_at(k) for k in range(4 * spe)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(0.001) and lrs[10] == pytest.approx(0.1)
-    assert all(a >= b for a, b in zip(lrs[:9], lrs[1:10]))
-    assert swa.lr_at(swa.SwaSettings(lr=0.1, epochs=4), 7, spe) == 0.1
+    assert all(a > b for a, b in zip(lrs[:9], lrs[1:10]))
+    assert swa.learning_rate(swa.SwaSettings(lr=0.1, epochs=4), spe)(7) == 0.1
 
 
 def test_ensemble_averages_probabilities():

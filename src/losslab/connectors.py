@@ -35,6 +35,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .seeds import derive_seed
+from .training import EpochStats, Job, epoch_schedule, fit, make_optimizer
+
 log = logging.getLogger("losslab")
 
 
@@ -108,7 +111,7 @@ class BlockRandomSubspace:
     def blocks(self, device, dtype):
         for j, lo in enumerate(range(0, self.dim, self.block_cols)):
             hi = min(self.dim, lo + self.block_cols)
-            g = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + j)
+            g = torch.Generator(device=device).manual_seed(derive_seed(self.seed, "block", j))
             G = torch.randn(self.D, hi - lo, generator=g, device=device, dtype=dtype) / math.sqrt(self.D)
             yield lo, hi, G
 
@@ -160,43 +163,39 @@ class OptResult:
 
 def optimise_in_subspace(loss_fn, x0: torch.Tensor, subspace, steps: int, lr: float, optimizer: str = "adam",
                          momentum: float = 0.9, schedule: str = "cosine", record_every: int = 0) -> OptResult:
-    """Minimise ``loss_fn(x0 + subspace.map(c))`` over ``c`` starting at ``c = 0``.
+    """Minimise ``loss_fn(x0 + subspace.map(c))`` over ``c`` starting at ``c = 0``; returns the point,
+    the loss before and after, the status and ``(step, loss)`` every ``record_every`` steps.
 
-    A non-finite loss stops the run with status ``diverged`` and returns the last finite point.
+    A use of the training scaffold with one step per "epoch" (:func:`losslab.training.fit`):
+    ``schedule`` is ``cosine`` (annealed over ``steps``) or ``constant``. A non-finite loss stops
+    the run with status ``diverged`` and returns the last point whose loss was finite.
     """
     x0 = x0.detach()
     c = torch.zeros(subspace.n_coords, dtype=x0.dtype, device=x0.device, requires_grad=True)
-    if optimizer == "adam":
-        opt = torch.optim.Adam([c], lr=lr)
-    elif optimizer == "sgd":
-        opt = torch.optim.SGD([c], lr=lr, momentum=momentum)
-    else:
-        raise ValueError(f"optimizer {optimizer!r}; allowed: adam, sgd")
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps)) if schedule == "cosine" else None
+    opt = make_optimizer([c], optimizer, lr, momentum)
+    lr_at = epoch_schedule(schedule, lr, steps)
     with torch.no_grad():
         start = float(loss_fn(x0))
-    last_good = c.detach().clone()
-    status, history = "ok", []
-    for step in range(steps):
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(x0 + subspace.map(c))
-        if not torch.isfinite(loss):
-            status = "diverged"
-            break
-        last_good = c.detach().clone()
-        if record_every and step % record_every == 0:
-            history.append((step, float(loss)))
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-    else:
-        last_good = c.detach().clone()
+    before = good = c.detach().clone()
+
+    def step(_) -> dict[str, torch.Tensor]:
+        nonlocal before
+        before = c.detach().clone()
+        return {"loss": loss_fn(x0 + subspace.map(c))}
+
+    def record(epoch: int, stats: EpochStats, ok: bool) -> list[dict]:
+        nonlocal good
+        if not (ok and epoch):
+            return []
+        good = before
+        return [{"step": epoch - 1, "loss": stats.mean("loss")}] if record_every and (epoch - 1) % record_every == 0 else []
+
+    run = fit(Job(opt, lr_at, step, record, [c], steps, torch.Generator(), log_epochs=False, progress=False))
     with torch.no_grad():
-        x = x0 + subspace.map(last_good)
+        x = x0 + subspace.map(c.detach() if run.status == "ok" else good)
         final = float(loss_fn(x))
-    if not math.isfinite(final):
-        status = "diverged"
+    status = run.status if math.isfinite(final) else "diverged"
+    history = [(r["step"], r["loss"]) for r in run.history.to_dict("records")]
     return OptResult(x.detach(), start, final, status, history)
 
 
@@ -260,7 +259,7 @@ def connector(loss_fn, a: torch.Tensor, b: torch.Tensor, segments: int, d: int |
     U = (diff / diff.norm())[None]
     D = a.numel()
     t = torch.linspace(0, 1, segments + 1, dtype=a.dtype)
-    mk = lambda k: make_subspace(D, d, U, seed if subspace == "shared" else seed + 7919 * k,
+    mk = lambda k: make_subspace(D, d, U, seed if subspace == "shared" else derive_seed(seed, "node", k),
                                  memory_budget_mb, a.device, a.dtype)
     shared = mk(0)
     nodes, start, final, status = [a], [float(loss_fn(a).detach())], [float(loss_fn(a).detach())], ["ok"]

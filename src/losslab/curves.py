@@ -20,9 +20,6 @@ NLL, accuracy along t for the curve and the line, BN recomputed per point, ensem
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -31,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .flat import FlatModel, loss_fn, metrics_from_outputs
 from .io import ArtifactError, Point, check_compatible, load_point, load_tensors, save_tensors
-
-log = logging.getLogger("losslab")
+from .seeds import derive_seed
+from .training import EpochStats, Job, epoch_schedule, fingerprint, fit, l2_penalty, make_optimizer, steps_per_epoch
 
 KINDS = ("bezier", "chain")
 
@@ -99,7 +95,7 @@ class CurveSettings:
     optimizer: str = "adam"  # adam | sgd
     lr: float = 1e-3
     momentum: float = 0.9
-    schedule: str = "constant"  # constant | cosine
+    schedule: str = "constant"  # constant | cosine | step
     batch_size: int = 64
     l2: float = 0.0  # 0.5 * l2 * ||phi(t)||^2 is added to the loss
 
@@ -167,27 +163,6 @@ def line_points(w1: torch.Tensor, w2: torch.Tensor, ts: torch.Tensor) -> torch.T
     return pts
 
 
-def _fingerprint(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _make_optimizer(params, s: CurveSettings):
-    # L2 acts on phi(t) inside the loss, not on the bends through the optimiser.
-    if s.optimizer == "adam":
-        return torch.optim.Adam(params, lr=s.lr)
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)
-    raise ValueError(f"curves.optimizer = {s.optimizer!r}; allowed: adam, sgd")
-
-
-def _make_scheduler(opt, s: CurveSettings):
-    if s.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
-    if s.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, s.epochs))
-    raise ValueError(f"curves.schedule = {s.schedule!r}; allowed: constant, cosine")
-
-
 @torch.no_grad()
 def mean_path_loss(fm: FlatModel, kind: str, control: torch.Tensor, ev, task: str, ts=None, split="train",
                    batch_size: int = 4096) -> float:
@@ -217,13 +192,17 @@ def train_curve(
     checkpoint_every: int = 0,
     stop_after: int | None = None,
 ) -> CurveResult:
-    """Fit the bends of a curve between two fixed endpoints.
+    """Fit the bends of a curve between two fixed endpoints; returns the control points, one
+    snapshot per epoch (E = 0 .. epochs), the history and the status.
 
-    Every minibatch samples one ``t ~ U[0, 1]``, forms the flat vector ``phi(t)`` from the control
-    points and evaluates the network there with ``FlatModel.forward`` (train mode, so BatchNorm
-    uses batch statistics at the sampled point). The loss is the data loss plus
-    ``0.5 * l2 * ||phi(t)||^2``. ``state_path`` holds resumable state (bends, optimiser, RNG,
-    history and per-epoch snapshots) saved every ``checkpoint_every`` epochs."""
+    A use of the training scaffold (:func:`losslab.training.fit`). Every minibatch samples one
+    ``t ~ U[0, 1]``, forms the flat vector ``phi(t)`` from the control points and evaluates the
+    network there with ``FlatModel.forward`` (train mode, so BatchNorm uses batch statistics at
+    the sampled point). The loss is the data loss plus ``0.5 * l2 * ||phi(t)||^2`` (the L2
+    convention of :mod:`losslab.training` for trained tensors that are not the weights).
+    ``state_path`` holds resumable state (bends, optimiser, RNG, history and per-epoch
+    snapshots) saved every ``checkpoint_every`` epochs; random bends are drawn with
+    ``derive_seed(seed, "bend", i)``, minibatches and ``t`` with ``derive_seed(seed, "curve")``."""
     from .models import build_model
 
     check_bends(bends)
@@ -231,7 +210,6 @@ def train_curve(
         raise ValueError(f"unknown curve kind {kind!r}; known: {', '.join(KINDS)}")
     check_compatible({"w1": w1, "w2": w2})
     device = torch.device(device)
-    torch.manual_seed(seed)
     module = build_model(model_spec, ds.in_shape, ds.num_outputs).to(device)
     fm = FlatModel(module)
     if fm.numel != w1.flat.numel():
@@ -243,118 +221,61 @@ def train_curve(
 
     def fresh(i):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(10_000 * (seed + 1) + i)
+            torch.manual_seed(derive_seed(seed, "bend", i))
             return FlatModel(build_model(model_spec, ds.in_shape, ds.num_outputs)).flatten()
 
     control0 = init_control(kind, a, b, bends, settings.init, fresh)
     theta = torch.nn.Parameter(control0[1:-1].clone())
-    opt = _make_optimizer([theta], settings)
-    sched = _make_scheduler(opt, settings)
-    gen = torch.Generator().manual_seed(seed + 104729)
-    lossf = loss_fn(ds.task)
+    opt = make_optimizer([theta], settings.optimizer, settings.lr, settings.momentum, settings.l2, l2_in_loss=True,
+                         key="curves.optimizer")
     ds = ds.to(device)
-    n_ctrl = bends + 2
+    n = ds.train_x.shape[0]
+    lr_at = epoch_schedule(settings.schedule, settings.lr, settings.epochs, steps_per_epoch(n, settings.batch_size),
+                           key="curves.schedule")
+    lossf = loss_fn(ds.task)
+    gen = torch.Generator()
+    snapshots: list[torch.Tensor] = []
 
     def control() -> torch.Tensor:
         return torch.cat([a[None], theta.detach(), b[None]])
 
-    key = _fingerprint({"spec": model_spec, "settings": asdict(settings), "kind": kind, "bends": bends, "seed": seed,
-                        "dataset": ds.name, "n": ds.train_x.shape[0], "w1": float(a.double().sum()),
-                        "w2": float(b.double().sum())})
-    rows: list[dict] = []
-    snapshots: list[torch.Tensor] = []
-    start, status = 0, "ok"
-    if state_path and Path(state_path).exists():
-        try:
-            st = load_tensors(state_path, map_location=device)
-        except Exception as exc:  # a damaged resume file is not fatal: start over
-            log.warning("ignoring unreadable resume state %s: %s", state_path, exc)
-            st = None
-        if st is not None and st.get("key") == key:
-            with torch.no_grad():
-                theta.copy_(st["theta"])
-            opt.load_state_dict(st["optimizer"])
-            sched.load_state_dict(st["scheduler"])
-            torch.set_rng_state(st["rng"]["torch"])
-            gen.set_state(st["rng"]["gen"])
-            if "cuda" in st["rng"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(st["rng"]["cuda"])
-            cols = st["history_cols"]
-            rows = [dict(zip(cols, r)) for r in zip(*[st["history"][c] for c in cols])] if cols else []
-            snapshots = [torch.cat([a[None], s.to(device), b[None]]) for s in st["snapshots"].unbind(0)]
-            start = int(st["epoch"])
-            log.info("resumed curve training from %s at epoch %d", state_path, start)
-        elif st is not None:
-            log.info("resume state %s belongs to other settings; starting over", state_path)
-
-    def save_state(epoch: int) -> None:
-        cols = list(rows[0].keys()) if rows else []
-        rng = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        save_tensors({
-            "key": key, "epoch": epoch, "theta": theta.detach().cpu(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "rng": rng, "history_cols": cols,
-            "history": {c: [r[c] for r in rows] for c in cols},
-            "snapshots": torch.stack([s[1:-1].cpu() for s in snapshots]),
-        }, state_path)
-
-    def record(epoch: int, running: float, running_nll: float) -> None:
-        c = control()
-        snapshots.append(c.clone())
-        rows.append({"epoch": epoch, "running_loss": running, "running_nll": running_nll,
-                     "mean_train_loss": mean_path_loss(fm, kind, c, ev, ds.task),
-                     "lr": opt.param_groups[0]["lr"]})
-
-    if start == 0 and not rows:
-        record(0, math.nan, math.nan)
-    bar = tqdm(range(start, settings.epochs), desc=f"{kind}{bends} curve", initial=start, total=settings.epochs,
-               mininterval=2.0, dynamic_ncols=False, ascii=True)
-    done_here = 0
-    n = ds.train_x.shape[0]
-    for epoch in bar:
+    def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         module.train()
-        perm = torch.randperm(n, generator=gen).to(device)
-        total = torch.zeros((), device=device)
-        total_nll = torch.zeros((), device=device)
-        for i in range(0, n, settings.batch_size):
-            idx = perm[i: i + settings.batch_size]
-            t = torch.rand((), generator=gen).to(device=device, dtype=a.dtype)
-            c = coeffs(kind, t, n_ctrl)
-            phi = c[0] * a + c[1:-1] @ theta + c[-1] * b
-            nll = lossf(fm.forward(phi, ds.train_x[idx]), ds.train_y[idx])
-            loss = nll + 0.5 * settings.l2 * phi.pow(2).sum() if settings.l2 else nll
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * idx.numel()
-            total_nll += nll.detach() * idx.numel()
-        sched.step()
-        running, running_nll = (total / n).item(), (total_nll / n).item()
-        if not (math.isfinite(running) and bool(torch.isfinite(theta).all())):
-            status = "diverged"
-            log.warning("curve epoch %d: loss %s is not finite; recording the curve as diverged", epoch + 1, running)
-            rows.append({"epoch": epoch + 1, "running_loss": running, "running_nll": running_nll,
-                         "mean_train_loss": math.nan, "lr": opt.param_groups[0]["lr"]})
-            snapshots.append(control().clone())
-            break
-        record(epoch + 1, running, running_nll)
-        log.info("curve epoch %d/%d running_loss %.4f mean_train_loss(t grid) %.4f", epoch + 1, settings.epochs,
-                 running, rows[-1]["mean_train_loss"])
-        done_here += 1
-        if state_path and checkpoint_every and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < settings.epochs:
-            save_state(epoch + 1)
-        if stop_after is not None and done_here >= stop_after:
-            break
-    bar.close()
-    if status == "diverged":  # one snapshot per epoch all the same: repeat the last one
-        while len(snapshots) < settings.epochs + 1:
-            snapshots.append(snapshots[-1].clone())
-            rows.append({**rows[-1], "epoch": rows[-1]["epoch"] + 1})
-    hist = pd.DataFrame(rows)
-    hist["status"] = status
+        t = torch.rand((), generator=gen).to(device=device, dtype=a.dtype)
+        c = coeffs(kind, t, bends + 2)
+        phi = c[0] * a + c[1:-1] @ theta + c[-1] * b
+        nll = lossf(fm.forward(phi, ds.train_x[idx]), ds.train_y[idx])
+        return {"loss": nll + l2_penalty(phi, settings.l2) if settings.l2 else nll, "nll": nll}
+
+    def record(epoch: int, stats: EpochStats, ok: bool) -> list[dict]:
+        snapshots.append(control().clone())
+        return [{"epoch": epoch, "running_loss": stats.mean("loss"), "running_nll": stats.mean("nll"),
+                 "mean_train_loss": mean_path_loss(fm, kind, snapshots[-1], ev, ds.task) if ok else math.nan,
+                 "lr": stats.lr_last}]
+
+    def state() -> dict:
+        return {"theta": theta.detach(), "snapshots": torch.stack([s[1:-1] for s in snapshots])}
+
+    def load_state(st: dict) -> None:
+        with torch.no_grad():
+            theta.copy_(st["theta"])
+        snapshots[:] = [torch.cat([a[None], s.to(device), b[None]]) for s in st["snapshots"].unbind(0)]
+
+    key = fingerprint({"spec": model_spec, "settings": asdict(settings), "kind": kind, "bends": bends, "seed": seed,
+                       "dataset": ds.name, "n": n, "w1": float(a.double().sum()), "w2": float(b.double().sum())})
+    job = Job(opt, lr_at, step, record, [theta], settings.epochs, gen, n, settings.batch_size, state, load_state,
+              name="curve training")
+    run = fit(job, key, derive_seed(seed, "curve"), state_path=state_path, checkpoint_every=checkpoint_every,
+              stop_after=stop_after)
+    hist = run.history
+    if run.status == "diverged":  # one snapshot per epoch all the same: repeat the last one
+        last = hist.iloc[-1].to_dict()
+        pad = range(int(last["epoch"]) + 1, settings.epochs + 1)
+        snapshots.extend(snapshots[-1].clone() for _ in pad)
+        hist = pd.concat([hist, pd.DataFrame([{**last, "epoch": e} for e in pad], columns=hist.columns)],
+                         ignore_index=True)
     meta = {
-        "kind": kind, "bends": int(bends), "status": status, "seed": int(seed), "dataset": ds.name,
+        "kind": kind, "bends": int(bends), "status": run.status, "seed": int(seed), "dataset": ds.name,
         "model_spec": w1.meta.get("model_spec"), "layout": w1.meta.get("layout"),
         "settings": asdict(settings), "t_sampling": "one t ~ U[0,1] per minibatch",
         "l2": "0.5 * l2 * ||phi(t)||^2 added to the loss",
@@ -362,7 +283,7 @@ def train_curve(
         if fm.has_bn else fm.bn_policy(0),
         "has_bn": fm.has_bn,
     }
-    return CurveResult(control().cpu(), [s.cpu() for s in snapshots], hist, status, meta, start)
+    return CurveResult(control().cpu(), [s.cpu() for s in snapshots], hist, run.status, meta, run.resumed_from)
 
 
 def curve_checkpoint(kind: str, control: torch.Tensor, meta: dict) -> dict:

@@ -23,6 +23,7 @@ from torch.func import functional_call
 from .io import Point
 
 BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+BN_BATCH = 256  # default minibatch of every BatchNorm recompute (read at call time)
 
 
 class FlatModel:
@@ -89,17 +90,18 @@ class FlatModel:
             state = {**state, **buffers}
         return functional_call(self.module, state, (x,))
 
-    def recompute_bn(self, vec: torch.Tensor, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
+    def recompute_bn(self, vec: torch.Tensor, x: torch.Tensor, batch_size: int | None = None) -> dict[str, torch.Tensor]:
         """Fresh BatchNorm running statistics at ``vec`` on the fixed subset ``x``.
 
         Uses ``torch.optim.swa_utils.update_bn`` on a scratch copy of the module (cumulative
-        average over the subset, in train mode). Returns the module's buffers at ``vec``.
+        average over the subset in minibatches of ``batch_size``, default :data:`BN_BATCH`, in
+        train mode). Returns the module's buffers at ``vec`` (``{}`` for a model without BN).
         """
         if not self.has_bn:
             return {}
         scratch = copy.deepcopy(self.module).to(x.device)
         self.load_into(vec.to(x.device), scratch)
-        torch.optim.swa_utils.update_bn(list(x.split(batch_size)), scratch)
+        torch.optim.swa_utils.update_bn(list(x.split(batch_size or BN_BATCH)), scratch)
         return self.buffers(scratch)
 
     def bn_policy(self, n_bn: int) -> str:

@@ -29,12 +29,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .flat import FlatModel
+from .flat import BN_BATCH, FlatModel
 from .io import ArtifactError, load_tensors, save_tensors
 
 log = logging.getLogger("losslab")
-
-BN_BATCH = 256  # batch size of the BatchNorm recompute; equal to FlatModel.recompute_bn's default
 
 
 # ----- planes ----------------------------------------------------------------------------

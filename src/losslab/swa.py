@@ -23,22 +23,21 @@ shows up as a barrier on these segments and a high loss at the mean.
 """
 from __future__ import annotations
 
-import copy
-import logging
 import math
-from dataclasses import dataclass, field
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import pandas as pd
 import torch
 from torch.optim.swa_utils import AveragedModel, update_bn
-from tqdm import tqdm
 
-from .data import Dataset, EvalData, augment_batch
-from .flat import FlatModel, loss_fn, metrics_from_outputs
+from .data import Dataset, EvalData
+from .flat import BN_BATCH, FlatModel, metrics_from_outputs
 from .io import Point
-from .train import TrainSettings, make_optimizer
-
-log = logging.getLogger("losslab")
+from .seeds import derive_seed
+from .train import Snapshots, continue_from, weights_job
+from .training import EpochStats, cyclic_schedule, fingerprint, fit, make_optimizer, steps_per_epoch
 
 SCHEDULES = ("constant", "cyclic")
 
@@ -70,14 +69,12 @@ class SwaSettings:
         return self.epochs // self.snapshot_every
 
 
-def lr_at(s: SwaSettings, step: int, steps_per_epoch: int) -> float:
-    """Learning rate at a global optimisation step (cyclic: cosine within each cycle)."""
+def learning_rate(s: SwaSettings, steps_per_epoch: int) -> Callable[[int], float]:
+    """The learning rate at a global optimisation step: ``s.lr`` (constant), or a cosine from
+    ``s.lr`` to ``s.lr * s.cycle_min_ratio`` within each cycle of ``s.snapshot_every`` epochs."""
     if s.schedule == "constant":
-        return s.lr
-    cycle = s.snapshot_every * steps_per_epoch
-    frac = (step % cycle) / max(1, cycle - 1)
-    lo = s.lr * s.cycle_min_ratio
-    return lo + 0.5 * (s.lr - lo) * (1.0 + math.cos(math.pi * frac))
+        return lambda step: s.lr
+    return cyclic_schedule(s.lr, s.lr * s.cycle_min_ratio, s.snapshot_every * steps_per_epoch, "cosine")
 
 
 @dataclass
@@ -88,57 +85,50 @@ class SwaRun:
     swa_buffers: dict
     status: str  # ok | diverged
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    resumed_from: int = 0
 
 
-def continue_training(fm: FlatModel, start: Point, ds: Dataset, s: SwaSettings, seed: int,
-                      bn_x: torch.Tensor, device="cpu") -> SwaRun:
-    """Train on from ``start``; snapshot every ``snapshot_every`` epochs; average with SWA."""
+def continue_training(fm: FlatModel, start: Point, ds: Dataset, s: SwaSettings, seed: int, bn_x: torch.Tensor,
+                      device="cpu", state_path: str | os.PathLike | None = None, checkpoint_every: int = 0,
+                      stop_after: int | None = None, bn_batch: int | None = None) -> SwaRun:
+    """Train on from ``start``; snapshot every ``snapshot_every`` epochs; average with SWA.
+
+    A use of the training scaffold (:func:`losslab.training.fit`): noise from
+    ``derive_seed(seed, "swa")``, L2 as ``weight_decay``, resumable from ``state_path`` (the
+    weights, the snapshots so far and the running average are part of the state). BatchNorm
+    statistics of the average are recomputed with ``update_bn`` on ``bn_x`` in minibatches of
+    ``bn_batch`` (default :data:`losslab.flat.BN_BATCH`). Returns the snapshots, the average,
+    the per-epoch history and the status.
+    """
     device = torch.device(device)
-    torch.manual_seed(seed)
-    model = copy.deepcopy(fm.module).to(device)
-    fm.load_into(start.flat.to(device), model, {k: v.to(device) for k, v in start.buffers.items()})
-    opt = make_optimizer(model.parameters(), TrainSettings(optimizer=s.optimizer, lr=s.lr, momentum=s.momentum, l2=s.l2))
+    model = continue_from(fm, start, device)
+    opt = make_optimizer(model.parameters(), s.optimizer, s.lr, s.momentum, s.l2, key="swa.optimizer")
     swa_model = AveragedModel(model)
-    gen = torch.Generator().manual_seed(int(seed) + 104729)
-    lossf = loss_fn(ds.task)
     ds = ds.to(device)
-    n = ds.train_x.shape[0]
-    spe = math.ceil(n / s.batch_size)
-    snaps, snap_bufs, rows = [], [], []
-    status = "ok"
-    step = 0
-    for epoch in tqdm(range(s.epochs), desc=f"{s.schedule} lr={s.lr:g}", mininterval=2.0, ascii=True):
-        model.train()
-        perm = torch.randperm(n, generator=gen).to(device)
-        total = 0.0
-        for i in range(0, n, s.batch_size):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(s, step, spe)
-            idx = perm[i : i + s.batch_size]
-            loss = lossf(model(augment_batch(ds.train_x[idx], ds.augment, gen)), ds.train_y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * idx.numel()
-            step += 1
-        running = total / n
-        vec = fm.flatten(model)
-        rows.append({"epoch": epoch + 1, "running_loss": running, "lr_last": opt.param_groups[0]["lr"]})
-        if not (math.isfinite(running) and bool(torch.isfinite(vec).all())):
-            status = "diverged"
-            log.warning("epoch %d: loss %s is not finite; recording the run as diverged", epoch + 1, running)
-            break
-        if (epoch + 1) % s.snapshot_every == 0:
-            snaps.append(vec.clone())
-            snap_bufs.append(fm.buffers(model))
+    snaps = Snapshots()
+
+    def record(epoch: int, stats: EpochStats, ok: bool) -> list[dict]:
+        if ok and epoch and epoch % s.snapshot_every == 0:
+            snaps.add(fm.flatten(model).clone(), fm.buffers(model))
             swa_model.update_parameters(model)
-            log.info("epoch %d: snapshot %d (running loss %.4f)", epoch + 1, len(snaps), running)
-    if status == "ok" and fm.has_bn:
-        update_bn(list(bn_x.to(device).split(256)), swa_model)
-    swa_vec = fm.flatten(swa_model.module)
-    swa_bufs = fm.buffers(swa_model.module)
-    stacked = torch.stack(snaps) if snaps else torch.empty(0, fm.numel, device=device)
-    return SwaRun(stacked, snap_bufs, swa_vec, swa_bufs, status, pd.DataFrame(rows))
+        return [{"epoch": epoch, "running_loss": stats.mean("loss"), "lr_last": stats.lr_last,
+                 "snapshots": len(snaps)}] if epoch else []
+
+    def load_extra(st: dict) -> None:
+        swa_model.load_state_dict(st["swa"])
+        snaps.load_state(st["snapshots"], device)
+
+    lr_at = learning_rate(s, steps_per_epoch(ds.train_x.shape[0], s.batch_size))
+    job = weights_job(model, ds, opt, lr_at, record, s.epochs, s.batch_size, name="swa", load_extra=load_extra,
+                      extra_state=lambda: {"swa": swa_model.state_dict(), "snapshots": snaps.state()})
+    key = fingerprint({"settings": asdict(s), "seed": seed, "start": float(start.flat.double().sum()),
+                       "layout": fm.layout, "dataset": ds.name, "n": ds.train_x.shape[0]})
+    run = fit(job, key, derive_seed(seed, "swa"), state_path=state_path, checkpoint_every=checkpoint_every,
+              stop_after=stop_after)
+    if run.status == "ok" and fm.has_bn:
+        update_bn(list(bn_x.to(device).split(bn_batch or BN_BATCH)), swa_model)
+    return SwaRun(snaps.stacked(fm.numel, device), snaps.buffers, fm.flatten(swa_model.module),
+                  fm.buffers(swa_model.module), run.status, run.history, run.resumed_from)
 
 
 def _outputs(fm: FlatModel, vec: torch.Tensor, x: torch.Tensor, bn_x: torch.Tensor, buffers: dict | None = None):

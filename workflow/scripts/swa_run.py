@@ -1,4 +1,6 @@
 """Continue training from an endpoint, snapshot, and compare SWA / ensemble / snapshots."""
+from pathlib import Path
+
 import torch
 
 from losslab import data, io, swa
@@ -29,7 +31,10 @@ if start.status != "ok" or not bool(start.flat.isfinite().all()):
 else:
     log.info("continuing %s from %s with %s lr=%g for %d epochs", settings.schedule, snakemake.input.start,
              settings.optimizer, settings.lr, settings.epochs)
-    run = swa.continue_training(fm, start, ds, settings, seed, ev.bn_x, device)
+    state = Path(snakemake.output.snapshots).with_name("resume.pt")
+    run = swa.continue_training(fm, start, ds, settings, seed, ev.bn_x, device, state_path=state,
+                                checkpoint_every=snakemake.config["endpoints"]["checkpoint_every"])
+    state.unlink(missing_ok=True)
 points, lines = swa.evaluate_run(fm, run, ev, ds.task, line_points)
 summary = swa.summarise(points, lines)
 meta = dict(status=run.status, bn_policy=fm.bn_policy(e["bn_size"]), optimizer=settings.optimizer)
