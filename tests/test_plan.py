@@ -57,7 +57,7 @@ BAD = {
     "option-enum": ({"model": {"name": "mlp", "options": {"activation": "gelu"}}},
                     ["model.options.activation = 'gelu'", "relu, tanh"]),
     "resnet-blocks-zero": ({"model": {"name": "resnet20", "options": {"blocks": 0}}}, ["model.options.blocks = 0", ">= 1"]),
-    "absurd-width": ({"model": {"width": 3000.0}}, ["model.name = 'simplecnn'", "parameters", "MB",
+    "absurd-width": ({"model": {"width": 3000.0}}, ["model.name = 'simplecnn'", "parameters", "GiB",
                                                     "compute.memory_budget_mb"]),
     "absurd-sweep-width": ({"tunnels": {"sweep": {"width": [3000.0]}}}, ["tunnels.sweep.width[0] = 3000", "parameters"]),
     "non-integral-epochs": ({"endpoints": {"train": {"epochs": 4.5}}}, ["endpoints.train.epochs = 4.5", "integer"]),
@@ -237,11 +237,108 @@ def test_default_config_equals_the_schema_defaults():
 
 
 def test_network_facts_are_cached_and_reused(tmp_path, monkeypatch):
-    from losslab.plan import probe
-
     cfg = validate_config(config())
     build_plan(copy.deepcopy(cfg), cache_dir=tmp_path)
     assert (tmp_path / "networks.json").exists()
-    monkeypatch.setattr(probe, "meta_network_facts", lambda *a: (_ for _ in ()).throw(AssertionError("not cached")))
+    from losslab import models
+
+    monkeypatch.setattr(models, "inspect_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("not cached")))
     plan = build_plan(copy.deepcopy(cfg), cache_dir=tmp_path)
     assert plan.main_experiment.networks["default"]["n_params"] == 14378
+
+
+# ---- the researcher's own model, data and checkpoints ------------------------------------------
+USER_STAGES_OFF = {"tunnels": {"enabled": False}, "swa": {"enabled": False}, "wedge": {"enabled": False},
+                   "curves": {"regression": {"enabled": False}}}
+
+
+@pytest.fixture
+def user_files(tmp_path, monkeypatch):
+    """A model file, a package, an .npz dataset and checkpoints in a working directory."""
+    import numpy as np
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n"
+        "def build(input_shape, num_outputs, hidden=8):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0] * input_shape[1], hidden), nn.ReLU(),\n"
+        "                         nn.Linear(hidden, num_outputs))\n"
+        "def broken(input_shape, num_outputs):\n"
+        "    raise RuntimeError('my factory cannot do this')\n"
+        "def not_a_module(input_shape, num_outputs):\n"
+        "    return 42\n"
+        "def wrong_outputs(input_shape, num_outputs):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0] * input_shape[1], num_outputs + 1))\n")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 2, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    np.savez(tmp_path / "data.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    bad = x.copy()
+    bad[3, 0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", x_train=bad[:40], y_train=y[:40], x_test=bad[40:], y_test=y[40:])
+    np.savez(tmp_path / "labels.npz", x_train=x[:40], y_train=y[:40] - 1, x_test=x[40:], y_test=y[40:])
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(10, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    torch.save(torch.nn.DataParallel(net).state_dict(), tmp_path / "a.pt")
+    torch.save({k: v for k, v in net.state_dict().items() if k != "3.bias"}, tmp_path / "short.pt")
+    return tmp_path
+
+
+USER = {"dataset": {"name": "file", "path": "data.npz"}, "model": {"name": "net.py:build"}, "connectors": {"d": None},
+        **USER_STAGES_OFF}
+USER_BAD = {
+    "factory-raises": ({"model": {"name": "net.py:broken"}}, ["model.name = 'net.py:broken'", "my factory cannot do this"]),
+    "factory-not-a-module": ({"model": {"name": "net.py:not_a_module"}}, ["returned int, not an nn.Module"]),
+    "factory-wrong-outputs": ({"model": {"name": "net.py:wrong_outputs"}}, ["model.name = 'net.py:wrong_outputs'",
+                                                                           "(2, 3)"]),
+    "factory-missing-file": ({"model": {"name": "nowhere.py:build"}}, ["nowhere.py", "model.name"]),
+    "factory-unknown-option": ({"model": {"options": {"depth": 3}}}, ["model.options", "depth"]),
+    "user-model-width": ({"model": {"width": 2.0}}, ["model.width = 2.0", "built-in models only", "model.options"]),
+    "user-model-setting-width": ({"endpoints": {"settings": {"default": {}, "wide": {"width": 2.0}}}},
+                                 ["endpoints.settings.wide.width", "built-in models only"]),
+    "user-model-sweep-width": ({"tunnels": {"enabled": True, "sweep": {"width": [0.5]}}},
+                               ["tunnels.sweep.width = [0.5]", "tunnels.sweep.width: []"]),
+    "data-missing": ({"dataset": {"path": "gone.npz"}}, ["dataset.path", "gone.npz"]),
+    "data-nan": ({"dataset": {"path": "nan.npz"}}, ["nan.npz", "NaN"]),
+    "data-labels": ({"dataset": {"path": "labels.npz"}}, ["labels.npz", "-1"]),
+    "data-no-path": ({"dataset": {"path": None}}, ["dataset.path"]),
+    "torchvision-unknown": ({"model": {"name": "torchvision:resnet999"}}, ["torchvision:resnet999", "resnet"]),
+    "weights-not-torchvision": ({"model": {"weights": "a.pt"}}, ["model.weights", "torchvision"]),
+    "external-missing": ({"endpoints": {"external": {"mine": {"paths": ["a.pt", "gone.pt"], "strip_prefix": "module."}}}},
+                         ["endpoints.external.mine[1]", "gone.pt"]),
+    "external-unstripped": ({"endpoints": {"external": {"mine": ["a.pt"]}}},
+                            ["endpoints.external.mine[0]", "module."]),
+    "external-missing-key": ({"endpoints": {"external": {"mine": ["short.pt"]}}},
+                             ["endpoints.external.mine[0]", "3.bias"]),
+    "external-seed-beyond": ({"endpoints": {"external": {"mine": {"paths": ["a.pt"], "strip_prefix": "module."}}},
+                              "curves": {"setting": "mine"}}, ["curves.pairs[0]", "seed 1", "'mine'", "1 external"]),
+    "external-prefix-absent": ({"endpoints": {"external": {"mine": {"paths": ["short.pt"], "strip_prefix": "model."}}}},
+                               ["endpoints.external.mine[0]", "model."]),
+    "label-collision": ({"dataset": {"label": "regression1d"}, "model": {"label": "mlp"},
+                         "curves": {"regression": {"enabled": True}}}, ["curves.regression", "regression1d/mlp"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(USER_BAD))
+def test_user_inputs_refused_with_key_or_file(name, user_files):
+    layer, words = USER_BAD[name]
+    msg = refused(USER, layer)
+    for w in words:
+        assert w in msg, f"{name}: {w!r} not in:\n{msg}"
+
+
+def test_user_inputs_become_a_plan(user_files):
+    plan = plan_of(USER, {"endpoints": {"seeds": [0, 1, 2], "external": {"mine": {"paths": ["a.pt", "a.pt"],
+                                                                                   "strip_prefix": "module."}}},
+                          "planes": {"setting": "mine", "endpoints": {"enabled": False}},
+                          "connectors": {"mconnector": {"centre_seeds": [0, 1, 2], "centre_n": [1, 2]}}})
+    assert plan.main == ("data", "net-build")
+    exp = plan.main_experiment
+    assert exp.info == {"in_shape": (2, 5), "num_outputs": 3, "task": "classification", "n_train": 40, "n_test": 20}
+    assert exp.networks["default"]["n_params"] == 10 * 8 + 8 + 8 * 3 + 3
+    assert exp.settings["mine"].resolved == ["a.pt", "a.pt"]
+    jobs = Counter(k[0] for k in plan.jobs)
+    assert jobs["import_endpoint"] == 2 and jobs["train_endpoint"] == 3
+    assert ("plane_basis", "data", "net-build", "radial-seed0") in plan.jobs
+

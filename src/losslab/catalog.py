@@ -42,14 +42,36 @@ USER_DATASETS = ("file", "folder")  # plus "package.module:function"
 _POSINT = {"type": "integer", "minimum": 1}
 _CHANNELS = {"type": "array", "items": _POSINT, "minItems": 1}
 # model name -> {option: JSON-schema fragment} for its own options (beyond width, dropout and
-# batchnorm). :func:`typed_options` converts and checks values by these types; the config schema
-# may use the same fragments.
+# batchnorm). The one source of these types: the config schema types `model.options` per model
+# from them (losslab.config.load_schema), and :func:`typed_options` converts library calls.
 MODEL_OPTION_TYPES: dict[str, dict[str, dict]] = {
-    "simplecnn": {"channels": _CHANNELS},
-    "mlp": {"hidden": _POSINT, "depth": _POSINT, "activation": {"type": "string", "enum": ["relu", "tanh"]}},
-    "resnet20": {"skip": {"type": "boolean"}, "blocks": _POSINT},
-    "vgg_small": {"channels": _CHANNELS},
+    "simplecnn": {"channels": {**_CHANNELS, "description": "output channels of each conv-pool stage (default [16, 32, 32])"}},
+    "mlp": {"hidden": {**_POSINT, "description": "units per hidden layer (default 100)"},
+            "depth": {**_POSINT, "description": "hidden layers (default 2)"},
+            "activation": {"type": "string", "enum": ["relu", "tanh"], "description": "default relu"}},
+    "resnet20": {"skip": {"type": "boolean", "description": "skip connections (default true; false as in the blog's pictures)"},
+                 "blocks": {**_POSINT, "description": "basic blocks per stage (default 3)"}},
+    "vgg_small": {"channels": {**_CHANNELS, "description": "channels of each conv-conv-pool block (default [32, 64, 128])"}},
 }
+# built-in datasets: name -> (input shape, outputs, task, train size, test size); digits has 1797
+# samples split by dataset.test_fraction (test size None)
+BUILTIN_INFO = {
+    "digits": ((1, 8, 8), 10, "classification", 1797, None),
+    "regression1d": ((1,), 1, "regression", 120, 200),
+    "cifar10": ((3, 32, 32), 10, "classification", 50000, 10000),
+    "cifar100": ((3, 32, 32), 100, "classification", 50000, 10000),
+    "mnist": ((1, 28, 28), 10, "classification", 60000, 10000),
+    "fashionmnist": ((1, 28, 28), 10, "classification", 60000, 10000),
+}
+
+
+def builtin_info(name: str, test_fraction: float) -> tuple:
+    """(in_shape, num_outputs, task, n_train, n_test) of a built-in dataset, without loading it."""
+    in_shape, n_out, task, n_train, n_test = BUILTIN_INFO[name]
+    if n_test is None:
+        n_test = int(round(n_train * test_fraction))
+        n_train -= n_test
+    return in_shape, n_out, task, n_train, n_test
 MODEL_OPTIONS = {name: tuple(opts) for name, opts in MODEL_OPTION_TYPES.items()}
 MODEL_NAMES = tuple(MODEL_OPTIONS)
 USER_MODEL_FORMS = "package.module:function, path/to/file.py:function or torchvision:<name>"

@@ -29,6 +29,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from . import catalog
+
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 
 
@@ -49,6 +51,14 @@ def _load_schema(schema_dir: str) -> dict:
         sec = yaml.safe_load(part.read_text())
         schema["properties"].update(sec.get("properties", {}))
         schema.setdefault("definitions", {}).update(sec.get("definitions", {}))
+    # model.options are typed per built-in model by the catalogue's types
+    model = schema["properties"]["model"]
+    model["allOf"] = []
+    for name, opts in catalog.MODEL_OPTION_TYPES.items():
+        schema["definitions"][f"model_options_{name}"] = {"type": "object", "additionalProperties": False,
+                                                          "properties": copy.deepcopy(opts)}
+        model["allOf"].append({"if": {"properties": {"name": {"const": name}}},
+                               "then": {"properties": {"options": {"$ref": f"#/definitions/model_options_{name}"}}}})
     return schema
 
 
@@ -127,6 +137,11 @@ def validate_config(config: dict, schema_dir: Path = SCHEMA_DIR, files=()) -> di
         raise ConfigError(f"invalid configuration:\n  {lines}")
     # Defaults inside $ref'd definitions are filled by a second pass over the filled config.
     _Validator(schema).validate(config)
+    try:  # the name forms (built-in names, or the researcher's own model / data)
+        catalog.model_kind(config["model"]["name"])
+        catalog.dataset_kind(config["dataset"]["name"])
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration:\n  {exc}") from None
     config["results_dir"] = _folder(config["results_dir"], "results_dir", "results")
     config["dataset"]["data_dir"] = _folder(config["dataset"]["data_dir"], "dataset.data_dir", "data")
     # Snakemake compares rule params by their text: sort keys so that the order of keys in the

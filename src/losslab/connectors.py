@@ -448,8 +448,7 @@ def load_network_optima(paths, dataset_cfg: dict, device="cpu"):
     for name, p in points.items():
         if p.status != "ok":
             log.warning("optimum %s has status %s", name, p.status)
-    keys = ("name", "data_dir", "download", "split_seed", "test_fraction", "augment")
-    ds = data.load_dataset(**{k: dataset_cfg[k] for k in keys}).to(device)
+    ds = data.load_dataset(**dataset_cfg).to(device)
     fm = FlatModel(models.build_model(pts[0].model_spec, ds.in_shape, ds.num_outputs).to(device))
     X = check_optima([p.flat.to(device) for p in pts], 1, "optima")
     return ds, fm, X, pts

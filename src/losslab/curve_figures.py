@@ -78,8 +78,9 @@ def plot_functions(pred: pd.DataFrame, pts: pd.DataFrame, along: pd.DataFrame, p
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.6, 1]})
     tr = pts[pts.split == "train"]
     ax.scatter(tr["x"], tr["y"], s=10, color="k", zorder=3, label="training data")
-    g0 = pred[pred.t == pred.t.min()].sort_values("x")
-    ax.plot(g0["x"], g0["target"], color="0.6", lw=1, ls=":", label="noiseless target")
+    if "target" in pred:
+        g0 = pred[pred.t == pred.t.min()].sort_values("x")
+        ax.plot(g0["x"], g0["target"], color="0.6", lw=1, ls=":", label="noiseless target")
     ts = sorted(pred["t"].unique())
     cmap = plt.get_cmap("plasma")
     for i, t in enumerate(ts):

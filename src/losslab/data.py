@@ -197,6 +197,7 @@ class DataSpec:
     num_classes: int | None = None
     standardize: bool = True
     options: dict = field(default_factory=dict)
+    label: str | None = None  # the folder name under results_dir (read by the run plan only)
 
     @classmethod
     def of(cls, cfg: dict) -> "DataSpec":
@@ -615,14 +616,6 @@ def load_from_config(cfg: dict) -> Dataset:
 
 # ----- parse-time information -----------------------------------------------------------------
 
-_BUILTIN_INFO = {  # name: (in_shape, num_outputs, task, n_train, n_test); digits is split at run time
-    "digits": ((1, 8, 8), 10, "classification", 1797, None),
-    "regression1d": ((1,), 1, "regression", 120, 200),
-    "cifar10": ((3, 32, 32), 10, "classification", 50000, 10000),
-    "cifar100": ((3, 32, 32), 100, "classification", 50000, 10000),
-    "mnist": ((1, 28, 28), 10, "classification", 60000, 10000),
-    "fashionmnist": ((1, 28, 28), 10, "classification", 60000, 10000),
-}
 
 
 def _fingerprint(path: Path) -> list:
@@ -665,11 +658,7 @@ def dataset_info(dataset_cfg: dict, cache_dir: str | Path | None = None) -> Data
     spec = DataSpec.of(dataset_cfg)
     if spec.kind in ("embedded", "torchvision"):
         check_available(spec.name, spec.data_dir, spec.download)
-        in_shape, n_out, task, n_train, n_test = _BUILTIN_INFO[spec.name]
-        if n_test is None:
-            n_test = int(round(n_train * spec.test_fraction))
-            n_train -= n_test
-        return DatasetInfo(in_shape, n_out, task, n_train, n_test, spec.name)
+        return DatasetInfo(*catalog.builtin_info(spec.name, spec.test_fraction), spec.name)
     if spec.kind == "function" or cache_dir is None:
         return _user_info(spec)
     path = _user_path(spec)

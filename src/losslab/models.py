@@ -20,6 +20,7 @@ import contextlib
 import difflib
 import inspect
 import json
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -300,6 +301,7 @@ class ModelInfo:
     buffer_bytes: int
     has_batchnorm: bool
     output_shape: tuple[int, ...]
+    bn_min_values: int = 0  # fewest values per channel per sample that a BatchNorm layer sees (0: none)
 
 
 def _bytes(n: int) -> str:
@@ -309,14 +311,28 @@ def _bytes(n: int) -> str:
     return f"{n} B"
 
 
-def _forward_check(module: nn.Module, in_shape, num_outputs: int, where: str) -> tuple[int, ...]:
-    """Run one batch of 2 through ``module`` in train and eval mode; return the output shape.
+def _forward_check(module: nn.Module, in_shape, num_outputs: int, where: str) -> tuple[tuple[int, ...], int]:
+    """Run one batch of 2 through ``module`` in train and eval mode; return the output shape and
+    the fewest values per channel per sample that a BatchNorm layer sees (0 without BatchNorm;
+    1 means a batch of one sample cannot be normalised).
 
     Raise :class:`ModelSpecError` with torch's own message when the forward fails on this input
     shape, or when the output is not a tensor of shape (2, num_outputs). Leaves it in train mode.
     """
     device = next((t.device for t in _tensors(module)), torch.device("cpu"))
     x = torch.zeros(2, *in_shape, device=device)
+    seen: list[int] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(math.prod(i[0].shape[2:])))
+             for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    try:
+        out_shape = _forward_modes(module, x, in_shape, num_outputs, where)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out_shape, min(seen, default=0)
+
+
+def _forward_modes(module: nn.Module, x: torch.Tensor, in_shape, num_outputs: int, where: str) -> tuple[int, ...]:
     for mode in ("train", "eval"):
         module.train(mode == "train")
         with torch.no_grad():
@@ -369,8 +385,8 @@ def inspect_model(spec: dict, in_shape, num_outputs: int, max_bytes: int | None 
     if total <= CPU_CHECK_BYTES:  # cheap to build for real: torch's own messages, no meta limits
         with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
             module = build_model({**spec, "weights": None}, in_shape, num_outputs, key=key, device="cpu")
-    out_shape = _forward_check(module, in_shape, num_outputs, where)
-    return ModelInfo(output_shape=out_shape, **info)
+    out_shape, bn_min = _forward_check(module, in_shape, num_outputs, where)
+    return ModelInfo(output_shape=out_shape, bn_min_values=bn_min, **info)
 
 
 def spec_json(spec: dict) -> str:

@@ -2,24 +2,21 @@
 import pandas as pd
 import torch
 
-from losslab import curves, data, io
+from losslab import curves, data, io, job
 from losslab.device import get_device, setup_job
-from losslab.flat import FlatModel
-from losslab.models import build_model
 
 setup_job(snakemake.log[0], snakemake.threads)
 spec = snakemake.params.spec
 device = get_device(snakemake.config["compute"]["device"])
 cv = curves.load_curve(snakemake.input.ckpt)
-ds = data.load_dataset(**{k: spec["dataset"][k] for k in ("name", "data_dir", "download", "split_seed", "test_fraction", "augment")})
-ev = data.eval_data(ds, spec["evaluation"]["train_size"], spec["evaluation"]["test_size"],
-                    spec["evaluation"]["bn_size"], spec["evaluation"]["seed"], device)
-fm = FlatModel(build_model(spec["model"], ds.in_shape, ds.num_outputs).to(device))
+ctx = job.context(spec, device)
+ds, ev, fm = ctx.ds, ctx.ev, ctx.fm
 fn = snakemake.params.functions
 lo, hi = fn["x_range"]
 x = torch.linspace(lo, hi, fn["grid"], device=device)[:, None]
 pred = curves.predictions(fm, cv["kind"], cv["control"].to(device), fn["ts"], x, ev.bn_x)
-pred["target"] = data.regression_function(torch.as_tensor(pred["x"].to_numpy())).numpy()
+if spec["dataset"]["name"] == "regression1d":  # the synthetic problem's noiseless target is known
+    pred["target"] = data.regression_function(torch.as_tensor(pred["x"].to_numpy())).numpy()
 ids = dict(dataset=snakemake.wildcards.dataset, model=snakemake.wildcards.model, kind=cv["kind"],
            bends=cv["control"].shape[0] - 2, **spec["ids"])
 io.write_parquet(pred.assign(**ids), snakemake.output.predictions)

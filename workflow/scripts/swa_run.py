@@ -3,21 +3,17 @@ from pathlib import Path
 
 import torch
 
-from losslab import data, io, swa
+from losslab import io, job, swa
 from losslab.device import get_device, setup_job
-from losslab.flat import FlatModel
-from losslab.models import build_model
 
 log = setup_job(snakemake.log[0], snakemake.threads)
 wc = snakemake.wildcards
 spec = snakemake.params.spec
 p = dict(snakemake.params.swa)
 device = get_device(snakemake.config["compute"]["device"])
-ds = data.load_dataset(**{k: spec["dataset"][k] for k in ("name", "data_dir", "download", "split_seed", "test_fraction", "augment")})
-e = spec["evaluation"]
-ev = data.eval_data(ds, e["train_size"], e["test_size"], e["bn_size"], e["seed"], device)
-fm = FlatModel(build_model(spec["model"], ds.in_shape, ds.num_outputs).to(device))
-start = io.load_point(snakemake.input.start, map_location=device)
+ctx = job.context(spec, device)
+ds, ev, fm, e = ctx.ds, ctx.ev, ctx.fm, spec["evaluation"]
+start = job.load_point(snakemake.input.start, fm, map_location=device)
 line_points = p.pop("line_points")
 start_setting = p.pop("start_setting")
 settings = swa.SwaSettings(**p)

@@ -12,9 +12,8 @@ device = get_device(snakemake.config["compute"]["device"])
 kind, bends = cs["kind"], int(cs["bends"])
 curves.check_bends(bends)
 w1, w2 = curves.load_endpoints(snakemake.input.w1, snakemake.input.w2)  # clear errors before any work
-ds = data.load_dataset(**{k: spec["dataset"][k] for k in ("name", "data_dir", "download", "split_seed", "test_fraction", "augment")})
-ev = data.eval_data(ds, spec["evaluation"]["train_size"], spec["evaluation"]["test_size"],
-                    spec["evaluation"]["bn_size"], spec["evaluation"]["seed"], device)
+ds = data.load_dataset(**spec["dataset"])
+ev = data.eval_from_config(ds, spec, device)
 settings = curves.CurveSettings.from_dict(cs)
 state = Path(snakemake.output.ckpt).with_name("resume.pt")
 log.info("training %s%d curve %s/%s setting=%s seeds %s-%s on %s", kind, bends, wc.dataset, wc.model,

@@ -9,9 +9,8 @@ log = setup_job(snakemake.log[0], snakemake.threads)
 spec = snakemake.params.spec
 wc = snakemake.wildcards
 device = get_device(snakemake.config["compute"]["device"])
-ds = data.load_dataset(**{k: spec["dataset"][k] for k in ("name", "data_dir", "download", "split_seed", "test_fraction", "augment")})
-ev = data.eval_data(ds, spec["evaluation"]["train_size"], spec["evaluation"]["test_size"],
-                    spec["evaluation"]["bn_size"], spec["evaluation"]["seed"], device)
+ds = data.load_dataset(**spec["dataset"])
+ev = data.eval_from_config(ds, spec, device)
 state = Path(snakemake.output.ckpt).with_name("resume.pt")
 log.info("training %s/%s setting=%s seed=%s on %s", wc.dataset, wc.model, wc.setting, wc.seed, device)
 res = train_endpoint(spec["model"], TrainSettings.from_dict(spec["train"]), ds, ev, int(wc.seed), device,

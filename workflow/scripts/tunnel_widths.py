@@ -3,20 +3,17 @@ import math
 
 import pandas as pd
 
-from losslab import data, io, tunnels
+from losslab import io, job, tunnels
 from losslab.device import get_device, setup_job
-from losslab.flat import FlatModel, evaluate_point
-from losslab.models import build_model
+from losslab.flat import evaluate_point
 
 log = setup_job(snakemake.log[0], snakemake.threads)
 wc = snakemake.wildcards
 spec = snakemake.params.spec
 tc = snakemake.params.tunnels
 device = get_device(snakemake.config["compute"]["device"])
-ds = data.load_dataset(**{k: spec["dataset"][k] for k in ("name", "data_dir", "download", "split_seed", "test_fraction", "augment")})
-e = spec["evaluation"]
-ev = data.eval_data(ds, e["train_size"], e["test_size"], e["bn_size"], e["seed"], device)
-fm = FlatModel(build_model(spec["model"], ds.in_shape, ds.num_outputs).to(device))
+ctx = job.context(spec, device)
+ds, ev, fm, e = ctx.ds, ctx.ev, ctx.fm, spec["evaluation"]
 chunk = tunnels.chunk_for_budget(fm, ds.in_shape, min(e["train_size"], len(ds.train_y)),
                                  snakemake.config["compute"]["memory_budget_mb"])
 log.info("evaluating %d weight vectors per vmap pass", chunk)
@@ -24,7 +21,7 @@ ids = dict(dataset=wc.dataset, model=wc.model, setting=wc.setting)
 
 widths, profiles = [], []
 for seed, path in zip(snakemake.params.seeds, snakemake.input.ckpts):
-    point = io.load_point(path, map_location=device)
+    point = job.load_point(path, fm, map_location=device)
     w = point.flat.to(device)
     status = point.status
     if status == "ok" and not bool(w.isfinite().all()):

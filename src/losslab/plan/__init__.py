@@ -12,9 +12,12 @@ probed that the cache does not know.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import connectors, curves, endpoints, planes, swa, tunnels, wedge
 from .core import Experiment, Plan, PlanError, key_text, value_label  # noqa: F401 (re-exported)
-from .probe import Probe, dataset_facts
+from .. import catalog
+from .probe import Probe
 
 
 def build_plan(config: dict, cache_dir=None) -> Plan:
@@ -40,34 +43,39 @@ def build_plan(config: dict, cache_dir=None) -> Plan:
 
 
 def _where(exp: Experiment, setting: str, spec: dict) -> str:
+    """Which keys made this network, beyond model.*: another experiment, a setting's overrides."""
     s = exp.settings[setting]
     over = [s.origins.get(k, k) + f" = {spec[k]!r}" for k in ("width", "dropout") if k in s.overrides]
-    if exp.origin != "dataset/model":
-        base = f"{exp.origin} (model {spec['name']!r} on {exp.dataset})"
-    else:
-        base = f"model.name = {spec['name']!r}" + (f" with model.options = {spec['options']}" if spec["options"] else "")
-    return base + (f" and {', '.join(over)}" if over else "")
+    where = [exp.origin] if exp.origin != "dataset/model" else []
+    where += [f"setting {setting!r} with {', '.join(over)}"] if over else []
+    return "".join(w + ": " for w in where)
 
 
 def probe_networks(plan: Plan, probe: Probe) -> None:
-    """Dataset facts for every experiment, network facts for every setting; refuses networks that
-    do not fit their data or the memory budget."""
+    """Dataset facts for every experiment, network facts for every setting, external checkpoints
+    checked key by key; refuses networks that do not fit their data or the memory budget."""
     budget = plan.config["compute"]["memory_budget_mb"]
     for exp in plan.experiments.values():
-        exp.info = dataset_facts(exp.dataset_cfg)
+        exp.info = probe.dataset(exp.dataset_cfg)
+        shape, n_out = exp.info["in_shape"], exp.info["num_outputs"]
         for name in sorted(exp.settings):
             spec = exp.setting_model(name)
             try:
-                net = probe.network(spec, exp.info["in_shape"], exp.info["num_outputs"])
-            except ValueError as exc:
+                exp.networks[name] = probe.network(spec, shape, n_out, budget * 2**20)
+            except FileNotFoundError as exc:
+                raise PlanError(str(exc)) from None
+            except catalog.ModelSpecError as exc:
                 raise PlanError(
-                    f"{_where(exp, name, spec)}: the network does not run on dataset {exp.dataset!r} (input shape "
-                    f"{tuple(exp.info['in_shape'])}, {exp.info['num_outputs']} outputs): {exc}. Choose a model "
-                    "that fits the data (mlp takes any input shape) or change its options") from None
-            if net["param_bytes"] > budget * 2**20:
-                raise PlanError(
-                    f"{_where(exp, name, spec)}: the network has {net['n_params']:,} parameters "
-                    f"({net['param_bytes'] / 2**20:,.0f} MB), more than compute.memory_budget_mb = {budget} allows; "
-                    "make it smaller or raise compute.memory_budget_mb")
-            exp.networks[name] = net
+                    f"{_where(exp, name, spec)}{exc} (dataset {exp.dataset!r}: input shape {tuple(shape)}, "
+                    f"{n_out} outputs; compute.memory_budget_mb = {budget}). Choose a model that fits the data "
+                    "(mlp takes any input shape), change its options, or raise the memory budget") from None
+            s = exp.settings[name]
+            for i, path in enumerate(s.external or []):
+                key = f"endpoints.external.{name}[{i}]"
+                try:
+                    found = catalog.resolve_path(path, key)
+                    probe.external(spec, shape, n_out, found, s.strip_prefix, key)
+                except (ValueError, FileNotFoundError) as exc:
+                    raise PlanError(str(exc)) from None
+                s.resolved.append(path if Path(path).exists() else str(found))
     probe.save()

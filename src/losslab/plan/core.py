@@ -46,6 +46,7 @@ class Setting:
     origins: dict = field(default_factory=dict)   # overridden key -> dotted key of its value
     external: list | None = None  # checkpoint files of an external setting (seed i = file i)
     strip_prefix: str | None = None
+    resolved: list = field(default_factory=list)  # the files found (working directory, then workflow folder)
 
     @property
     def trained(self) -> bool:

@@ -35,7 +35,8 @@ def add_regression_experiment(plan: Plan) -> None:
     experiment is already that dataset and model: then its own curves are drawn as functions)."""
     c = plan.config["curves"]
     reg = c["regression"]
-    if not (c["enabled"] and reg["enabled"]) or plan.main == REGRESSION:
+    main_is_it = (plan.config["dataset"]["name"], plan.config["model"]["name"]) == REGRESSION
+    if not (c["enabled"] and reg["enabled"]) or main_is_it:
         return
     if REGRESSION in plan.experiments:
         raise PlanError(f"curves.regression needs the results folder {REGRESSION[0]}/{REGRESSION[1]}, which "
@@ -61,9 +62,10 @@ def _curve_sets(plan: Plan) -> list[tuple[Experiment, dict, str]]:
         return out
     out.append((plan.main_experiment, {k: c[k] for k in ("kinds", "bends", "setting", "pairs", "points")}
                 | {"train": {k: c[k] for k in CURVE_KEYS}}, "curves"))
-    if REGRESSION in plan.experiments and plan.main != REGRESSION:
+    reg_exp = [e for e in plan.experiments.values() if e.origin == "curves.regression"]
+    if reg_exp:
         reg = c["regression"]
-        out.append((plan.experiments[REGRESSION],
+        out.append((reg_exp[0],
                     {"kinds": ["bezier"], "bends": 1, "setting": "default", "pairs": [[0, 1]], "points": c["points"],
                      "train": {"init": "linear", "epochs": reg["epochs"], "optimizer": "adam", "lr": reg["lr"],
                                "momentum": 0.9, "schedule": "constant", "batch_size": reg["batch_size"],

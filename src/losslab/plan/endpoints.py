@@ -7,6 +7,7 @@ job per requested (setting, seed) and checks what training would trip on.
 """
 from __future__ import annotations
 
+from .. import catalog
 from .core import Experiment, Plan, PlanError, Setting
 
 EP = "{dataset}/{model}/endpoints/{setting}/seed{seed}"
@@ -19,13 +20,38 @@ OUT = {
 }
 
 
+BUILTIN_ONLY = {"width": 1.0, "dropout": 0.0, "batchnorm": False}
+
+
+def user_model(plan: Plan) -> bool:
+    return catalog.model_kind(plan.config["model"]["name"]) != "builtin"
+
+
 def add_main_experiment(plan: Plan) -> Experiment:
+    """The configured dataset and model, their folder labels, and every configured setting:
+    ``endpoints.settings`` (trained) and ``endpoints.external`` (imported checkpoints)."""
     c = plan.config
-    exp = Experiment(c["dataset"]["name"], c["model"]["name"], c["dataset"], c["model"], c["endpoints"]["train"],
-                     origin="dataset/model")
+    d, m = c["dataset"], c["model"]
+    try:
+        labels = (d["label"] or catalog.dataset_label(d["name"], d["path"]), m["label"] or catalog.model_label(m["name"]))
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
+    if user_model(plan):
+        for k, default in BUILTIN_ONLY.items():
+            if m[k] != default:
+                raise PlanError(f"model.{k} = {m[k]!r} applies to the built-in models only; model.name = {m['name']!r} "
+                                "is your own model: pass such choices to your factory through model.options")
+    exp = Experiment(*labels, d, m, c["endpoints"]["train"], origin="dataset/model")
     for name, over in c["endpoints"]["settings"].items():
+        if user_model(plan) and set(over) & set(BUILTIN_ONLY):
+            k = sorted(set(over) & set(BUILTIN_ONLY))[0]
+            raise PlanError(f"endpoints.settings.{name}.{k} applies to the built-in models only; model.name = "
+                            f"{m['name']!r} is your own model: make it another model or use model.options")
         exp.add_setting(Setting(name, f"endpoints.settings.{name}", dict(over),
                                 {k: f"endpoints.settings.{name}.{k}" for k in over}))
+    for name, ext in c["endpoints"]["external"].items():
+        paths, prefix = (ext, None) if isinstance(ext, list) else (ext["paths"], ext["strip_prefix"])
+        exp.add_setting(Setting(name, f"endpoints.external.{name}", external=list(paths), strip_prefix=prefix))
     plan.experiments[exp.key] = exp
     plan.main = exp.key
     return exp
@@ -33,10 +59,11 @@ def add_main_experiment(plan: Plan) -> Experiment:
 
 def plan_summary(plan: Plan) -> None:
     """The endpoint summary and training figure of the main experiment: every configured
-    setting for every seed in ``endpoints.seeds`` (none when the list is empty)."""
+    setting for every seed in ``endpoints.seeds``, and every external checkpoint."""
     exp = plan.main_experiment
     seeds = plan.config["endpoints"]["seeds"]
     members = [(s, seed) for s in sorted(plan.config["endpoints"]["settings"]) for seed in seeds]
+    members += [(s, i) for s in sorted(plan.config["endpoints"]["external"]) for i in range(len(exp.settings[s].external))]
     if not members:
         return
     for s, seed in members:
@@ -46,6 +73,11 @@ def plan_summary(plan: Plan) -> None:
     plan.add_job("endpoint_summary", exp.key, table=plan.path(OUT["summary"], **ids))
     plan.add_job("plot_endpoint_training", exp.key, png=plan.path(OUT["figure"], **ids),
                  pdf=plan.path(OUT["figure_pdf"], **ids))
+
+
+def external_names(plan: Plan) -> list[str]:
+    """Names of every external setting (their endpoints are imported, not trained)."""
+    return sorted({n for e in plan.experiments.values() for n, s in e.settings.items() if not s.trained})
 
 
 def summary_metrics(plan: Plan, dataset: str, model: str) -> list[str]:

@@ -1,16 +1,22 @@
-"""Facts the plan needs from torch: dataset shapes and a meta-device build of every network.
+"""Facts the plan needs from outside the config: data shapes, every network, external checkpoints.
 
-Building a network on the ``meta`` device allocates nothing, so even an absurdly wide model is
-checked in milliseconds; one forward pass of a meta batch proves the model fits the input shape
-and gives the output shape. Results are cached in a small JSON file (keyed by the model spec,
-the data shape and the source of the model code), so a dry run whose networks were checked
-before does not import torch at all.
+* Built-in datasets are described from the catalogue (no torch); the researcher's own files are
+  read and validated by :func:`losslab.data.dataset_info` (cached by file size and time).
+* Every network is built on the ``meta`` device and run once on a small batch
+  (:func:`losslab.models.inspect_model`): a model that does not fit its data, or whose
+  parameters alone exceed the memory budget, is refused before any job.
+* External checkpoints are checked key by key against the network, reading names and shapes
+  only (:func:`losslab.checkpoints.check_external`).
+
+Network and checkpoint results are cached in a small JSON file, keyed by the model spec, the
+data shape, the source of the model code (the user's file included) and the checkpoint file's
+size and time, so a dry run whose inputs were checked before does not import torch at all.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
-import math
 import os
 from pathlib import Path
 
@@ -19,40 +25,13 @@ from .core import PlanError
 
 PACKAGE = Path(__file__).resolve().parents[1]
 
-# Built-in datasets: input shape, outputs, task, split sizes (digits: 1797 images split by
-# dataset.test_fraction; the others have fixed splits).
-BUILTIN = {
-    "digits": {"in_shape": [1, 8, 8], "num_outputs": 10, "task": "classification", "n": 1797},
-    "regression1d": {"in_shape": [1], "num_outputs": 1, "task": "regression", "n_train": 120, "n_test": 200},
-    "cifar10": {"in_shape": [3, 32, 32], "num_outputs": 10, "task": "classification", "n_train": 50000, "n_test": 10000},
-    "cifar100": {"in_shape": [3, 32, 32], "num_outputs": 100, "task": "classification", "n_train": 50000, "n_test": 10000},
-    "mnist": {"in_shape": [1, 28, 28], "num_outputs": 10, "task": "classification", "n_train": 60000, "n_test": 10000},
-    "fashionmnist": {"in_shape": [1, 28, 28], "num_outputs": 10, "task": "classification", "n_train": 60000, "n_test": 10000},
-}
-
-
-def dataset_facts(cfg: dict) -> dict:
-    """in_shape, num_outputs, task, n_train, n_test of a dataset section (files are checked)."""
-    name = cfg["name"]
-    if name not in BUILTIN:
-        raise PlanError(f"dataset.name = {name!r} is not a known dataset; known: {', '.join(BUILTIN)}")
-    try:
-        catalog.check_dataset(name, cfg["data_dir"], cfg["download"])
-    except FileNotFoundError as exc:
-        raise PlanError(f"dataset.name = {name!r}: {exc}") from None
-    facts = dict(BUILTIN[name])
-    if "n" in facts:
-        n = facts.pop("n")
-        n_test = int(round(n * cfg["test_fraction"]))
-        facts.update(n_train=n - n_test, n_test=n_test)
-    return facts
-
 
 class Probe:
-    """Network facts with a JSON cache (``cache_dir`` None: no cache)."""
+    """Cached facts (``cache_dir`` None: no cache)."""
 
     def __init__(self, cache_dir: str | os.PathLike | None = None):
-        self.file = Path(cache_dir) / "networks.json" if cache_dir else None
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.file = self.cache_dir / "networks.json" if self.cache_dir else None
         self.cache: dict = {}
         if self.file and self.file.exists():
             try:
@@ -61,22 +40,80 @@ class Probe:
                 self.cache = {}
         self.dirty = False
 
-    def _code_hash(self) -> str:
+    # ---- datasets ----------------------------------------------------------------------------
+    def dataset(self, cfg: dict) -> dict:
+        """in_shape, num_outputs, task, n_train, n_test of a dataset section (files checked)."""
+        name = cfg["name"]
+        try:
+            if catalog.dataset_kind(name) in ("embedded", "torchvision"):
+                catalog.check_dataset(name, cfg["data_dir"], cfg["download"])
+                info = catalog.builtin_info(name, cfg["test_fraction"])
+            else:
+                from ..data import dataset_info
+
+                info = dataset_info(cfg, self.cache_dir)[:5]
+        except (ValueError, FileNotFoundError) as exc:
+            text = str(exc)
+            raise PlanError(text if text.startswith("dataset.") else f"dataset.name = {name!r}: {text}") from None
+        return dict(zip(("in_shape", "num_outputs", "task", "n_train", "n_test"), info))
+
+    # ---- networks ----------------------------------------------------------------------------
+    def _code_hash(self, spec: dict) -> str | None:
+        """Hash of the code that builds ``spec`` (losslab's and the user's); None: do not cache."""
         h = hashlib.sha256()
         for m in ("models.py", "catalog.py"):
             h.update((PACKAGE / m).read_bytes())
+        kind = catalog.model_kind(spec["name"])
+        target = spec["name"].rsplit(":", 1)[0]
+        if kind == "file":
+            h.update(catalog.resolve_path(target, "model.name", spec["name"]).read_bytes())
+        elif kind == "package":
+            with catalog._on_sys_path(catalog.search_roots()):
+                try:
+                    found = importlib.util.find_spec(target)
+                except (ImportError, ValueError):
+                    found = None
+            if found is None or not found.origin or not Path(found.origin).is_file():
+                return None
+            h.update(Path(found.origin).read_bytes())
         return h.hexdigest()[:16]
 
-    def network(self, spec: dict, in_shape, num_outputs: int) -> dict:
-        """n_params, param_bytes, has_bn, bn_min_values, out_shape of a model on an input shape.
-
-        Raises ValueError with the builder's or the forward pass's own message."""
-        key = hashlib.sha256(json.dumps([spec, list(in_shape), num_outputs, self._code_hash()],
-                                        sort_keys=True).encode()).hexdigest()[:24]
+    def _cached(self, key_obj, compute):
+        key = hashlib.sha256(json.dumps(key_obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
         if key not in self.cache:
-            self.cache[key] = meta_network_facts(spec, in_shape, num_outputs)
+            self.cache[key] = compute()
             self.dirty = True
         return self.cache[key]
+
+    def network(self, spec: dict, in_shape, num_outputs: int, max_bytes: int) -> dict:
+        """n_params, param_bytes, has_bn, bn_min_values of a model on an input shape.
+
+        Raises the model code's own error (:class:`losslab.catalog.ModelSpecError`)."""
+        def compute():
+            from ..models import inspect_model
+
+            info = inspect_model(spec, tuple(in_shape), num_outputs, max_bytes=max_bytes)
+            return {"n_params": info.num_params, "param_bytes": info.param_bytes, "has_bn": info.has_batchnorm,
+                    "bn_min_values": info.bn_min_values}
+
+        code = self._code_hash(spec)
+        if code is None:
+            return compute()
+        return self._cached(["network", spec, list(in_shape), num_outputs, max_bytes, code], compute)
+
+    def external(self, spec: dict, in_shape, num_outputs: int, path: Path, strip_prefix, key: str) -> None:
+        """Check one external checkpoint's keys and shapes against the network (cached)."""
+        def compute():
+            from ..checkpoints import check_external
+            from ..models import build_model
+
+            module = build_model(spec, tuple(in_shape), num_outputs, device="meta")
+            check_external(path, module, strip_prefix, key=key)
+            return True
+
+        st = path.stat()
+        self._cached(["external", spec, list(in_shape), num_outputs, str(path.resolve()), st.st_size,
+                      st.st_mtime_ns, strip_prefix, self._code_hash(spec)], compute)
 
     def save(self) -> None:
         if self.file and self.dirty:
@@ -84,38 +121,3 @@ class Probe:
             tmp = self.file.with_name(f"{self.file.name}.tmp-{os.getpid()}")
             tmp.write_text(json.dumps(self.cache, indent=1, sort_keys=True))
             os.replace(tmp, self.file)
-
-
-def meta_network_facts(spec: dict, in_shape, num_outputs: int) -> dict:
-    """Build the model on the meta device and run one forward pass of a meta batch of two."""
-    import torch
-
-    from ..models import build_model
-
-    bn_values: list[int] = []
-
-    def hook(mod, inp, out):
-        bn_values.append(math.prod(inp[0].shape[2:]) if inp[0].ndim > 2 else 1)
-
-    try:
-        with torch.device("meta"):
-            module = build_model(spec, tuple(in_shape), num_outputs)
-        bns = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        hooks = [m.register_forward_hook(hook) for m in bns]
-        module.eval()
-        with torch.no_grad():
-            out = module(torch.empty(2, *in_shape, device="meta"))
-        for h in hooks:
-            h.remove()
-    except Exception as exc:  # the builder's own error, whatever its type
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{type(exc).__name__}: {text}") from None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_outputs):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"the model returns outputs of shape {shape} for a batch of 2, "
-                         f"expected (2, {num_outputs})")
-    params = list(module.parameters())
-    return {"n_params": int(sum(p.numel() for p in params)),
-            "param_bytes": int(sum(p.numel() * p.element_size() for p in params)),
-            "has_bn": bool(bns), "bn_min_values": int(min(bn_values)) if bn_values else 0,
-            "out_shape": list(out.shape[1:])}

@@ -28,9 +28,16 @@ def active(plan: Plan) -> bool:
 
 def add_sweep_settings(plan: Plan) -> None:
     """Register ``<param>-<value>`` settings (a value equal to the base reuses ``default``)."""
+    from .endpoints import user_model
+
     rows = []
     if active(plan):
         exp = plan.main_experiment
+        for param in ("width", "dropout"):
+            if user_model(plan) and plan.config["tunnels"]["sweep"][param]:
+                raise PlanError(f"tunnels.sweep.{param} = {plan.config['tunnels']['sweep'][param]} needs the built-in "
+                                f"{param} option; model.name = {plan.config['model']['name']!r} is your own model: "
+                                f"set tunnels.sweep.{param}: []")
         base_ok = plan.config["endpoints"]["settings"].get("default") == {}
         labels: dict = {}
         for param in PARAMS:
