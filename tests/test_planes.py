@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from conftest import REPO, TINY, planned_jobs, snakemake
-from losslab import curves, data, flat, io, models, planes, plane_render
+from losslab import curves, data, flat, io, models, planes
+from losslab.figures import planes as plane_render
 from losslab.config import ConfigError, validate_config
 
 torch.set_num_threads(1)

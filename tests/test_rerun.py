@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY, dry_run_jobs, snakemake, workflow_copy
-from losslab.config import load_schema, validate_config
+from losslab.config import load_schema, module_file, validate_config
 
 pytestmark = pytest.mark.e2e
 
@@ -156,7 +156,10 @@ def test_changing_one_section_reruns_only_its_users(section, done, tmp_path):
 
 
 def _modules():
-    return sorted(p.stem for p in (REPO / "src" / "losslab").glob("*.py") if p.stem not in ("__init__", "io", "device"))
+    """Every library module, subpackages included ("figures.curves"), as dotted names."""
+    root = REPO / "src" / "losslab"
+    names = {".".join(p.relative_to(root).with_suffix("").parts) for p in root.rglob("*.py")}
+    return sorted(n.removesuffix(".__init__") for n in names if n not in ("__init__", "io", "device"))
 
 
 def descendants(jobs: list[dict], roots: set[tuple]) -> set[tuple]:
@@ -184,7 +187,7 @@ def test_editing_one_module_reruns_only_its_rules(module, done, full_plan):
     A user that is also downstream of another user is reported by Snakemake with the reason
     "Input files updated by another job" only, so the reason is checked per kind of job.
     """
-    path = workflow_copy() / "src" / "losslab" / f"{module}.py"  # the copy the runs use, not the checkout
+    path = module_file(module, workflow_copy() / "src" / "losslab")  # the copy the runs use, not the checkout
     users = {tuple(j["output"]) for j in full_plan if str(path) in j["input"]}
     below = descendants(full_plan, users)
     original, st = path.read_bytes(), path.stat()

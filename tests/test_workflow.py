@@ -118,7 +118,7 @@ def test_every_rule_lists_the_library_modules_its_script_imports():
                 continue
             listed = re.search(r"code=lib\(([^)]*)\)", block)
             assert listed, f"rule {rule} ({smk.name}) runs a script but lists no library modules"
-            inputs = set(library_closure(("__init__", "io", "device") + tuple(re.findall(r'"(\w+)"', listed.group(1)))))
+            inputs = set(library_closure(("__init__", "io", "device") + tuple(re.findall(r'"([\w.]+)"', listed.group(1)))))
             used = source_imports(scripts / f"{script.group(1)}.py")
             assert used <= inputs, f"rule {rule}: {script.group(1)}.py imports {sorted(used - inputs)} not in its inputs"
             checked += 1

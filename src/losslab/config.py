@@ -297,28 +297,53 @@ def check_config_file(path) -> dict:
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def module_file(name: str, package_dir: Path = PACKAGE_DIR) -> Path | None:
+    """The file of library module ``name`` ("io", "figures.curves", a package "figures"), or None."""
+    base = package_dir.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
 def source_imports(path: Path, package_dir: Path = PACKAGE_DIR) -> set[str]:
-    """The losslab modules a Python file imports, read from its source (nothing is imported)."""
+    """The losslab modules a Python file imports, read from its source (nothing is imported):
+    dotted names relative to the package ("io", "figures.curves"), with every parent package."""
     return set(_source_imports(str(path), str(package_dir)))
 
 
 @functools.lru_cache(maxsize=None)
 def _source_imports(path: str, package_dir: str) -> frozenset[str]:
-    package_dir = Path(package_dir)
-    tree = ast.parse(Path(path).read_text())
+    package_dir, path = Path(package_dir), Path(path)
+    tree = ast.parse(path.read_text())
+    try:  # a library module: relative imports resolve against its own package
+        parts = list(path.relative_to(package_dir).with_suffix("").parts)
+        here = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    except ValueError:
+        here = None
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("losslab.")}
+            found |= {a.name.split(".", 1)[1] for a in node.names if a.name.startswith("losslab.")}
         elif isinstance(node, ast.ImportFrom):
-            parts = (node.module or "").split(".")
-            if node.level == 1 and node.module:  # from .io import x
-                found.add(parts[0])
-            elif node.level == 1 or parts == ["losslab"]:  # from . import io / from losslab import io
-                found |= {a.name for a in node.names}
-            elif parts[0] == "losslab":  # from losslab.io import x
-                found.add(parts[1])
-    return frozenset(m for m in found if (package_dir / f"{m}.py").exists())
+            module = (node.module or "").split(".") if node.module else []
+            if node.level == 0:
+                if not module or module[0] != "losslab":
+                    continue
+                base = module[1:]
+            elif here is not None and node.level - 1 <= len(here):
+                base = here[: len(here) - (node.level - 1)] + module
+            else:
+                continue
+            if base:
+                found.add(".".join(base))
+            found |= {".".join(base + [a.name]) for a in node.names}
+    out = set()
+    for name in found:
+        if module_file(name, package_dir):
+            bits = name.split(".")
+            out |= {".".join(bits[: i + 1]) for i in range(len(bits)) if module_file(".".join(bits[: i + 1]), package_dir)}
+    return frozenset(out)
 
 
 def library_closure(modules, package_dir: Path = PACKAGE_DIR) -> list[str]:
@@ -329,5 +354,8 @@ def library_closure(modules, package_dir: Path = PACKAGE_DIR) -> list[str]:
         m = todo.pop()
         if m not in seen:
             seen.add(m)
-            todo.extend(source_imports(package_dir / f"{m}.py", package_dir))
+            path = module_file(m, package_dir)
+            if path is None:
+                raise ValueError(f"no library module {m!r} in {package_dir}")
+            todo.extend(source_imports(path, package_dir))
     return sorted(seen)

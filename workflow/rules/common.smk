@@ -1,6 +1,6 @@
 # Helpers shared by every rule file: output paths from the plan's templates, library inputs,
 # resources. Rule files read the run plan (PLAN, built in the Snakefile) and register nothing.
-from losslab.config import library_closure
+from losslab.config import library_closure, module_file
 
 RES = PLAN.res
 
@@ -18,7 +18,7 @@ def out(template, **fill):
 def lib(*modules):
     """Library modules a rule's script imports, as inputs, with everything they import in turn
     (read from the sources), so editing any module reruns exactly the rules that depend on it."""
-    return [str(SRC / "losslab" / f"{m}.py") for m in library_closure(("__init__", "io", "device") + modules)]
+    return [str(module_file(m)) for m in library_closure(("__init__", "io", "device") + modules)]
 
 
 def gpu_resources(runtime=60, mem_mb=4000):

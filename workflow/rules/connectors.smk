@@ -149,13 +149,13 @@ def connector_tables(wc):
 
 
 def _fig(name, caption):
-    return report(out(CN.OUT["fig"], name=name, ext="png"), caption=f"../report/{caption}.rst", category="Connectors")
+    return report(out(CN.OUT["fig"], name=name, ext="png"), caption=f"../../src/losslab/figures/captions/{caption}.rst", category="Connectors")
 
 
 rule plot_connectors:
     input:
         unpack(connector_tables),
-        code=lib("figures", "structure_figures"),
+        code=lib("figures.structure"),
     output:
         connector_path=_fig("connector_path", "connector_path"),
         connector_cosines=_fig("connector_cosines", "connector_cosines"),

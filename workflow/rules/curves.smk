@@ -57,7 +57,7 @@ rule train_curve:
 rule evaluate_curve:
     input:
         unpack(curve_endpoints),
-        code=lib("data", "models", "flat", "curves"),
+        code=lib("job", "data", "models", "flat", "curves"),
         ckpt=rules.train_curve.output.ckpt,
     output:
         along=out(CV.OUT["along"]),
@@ -91,13 +91,13 @@ rule curve_summary:
 
 rule plot_curves:
     input:
-        code=lib("curve_figures"),
+        code=lib("figures.curves"),
         along=lambda wc: experiment_curves(wc, "along"),
         ensemble=lambda wc: experiment_curves(wc, "ensemble"),
     output:
-        along=report(out(CV.OUT["along_png"]), caption="../report/curves_along_t.rst", category="Curves"),
+        along=report(out(CV.OUT["along_png"]), caption="../../src/losslab/figures/captions/curves_along_t.rst", category="Curves"),
         along_pdf=out(CV.OUT["along_pdf"]),
-        ensemble=report(out(CV.OUT["ensemble_png"]), caption="../report/curves_ensemble.rst", category="Curves"),
+        ensemble=report(out(CV.OUT["ensemble_png"]), caption="../../src/losslab/figures/captions/curves_ensemble.rst", category="Curves"),
         ensemble_pdf=out(CV.OUT["ensemble_pdf"]),
     log:
         "logs/{dataset}/{model}/figures/curves.log",
@@ -109,7 +109,7 @@ rule plot_curves:
 
 rule curve_predictions:
     input:
-        code=lib("data", "models", "flat", "curves"),
+        code=lib("job", "data", "models", "flat", "curves"),
         ckpt=rules.train_curve.output.ckpt,
     output:
         predictions=out(CV.OUT["predictions"]),
@@ -128,12 +128,12 @@ rule curve_predictions:
 
 rule plot_curve_functions:
     input:
-        code=lib("curve_figures"),
+        code=lib("figures.curves"),
         predictions=rules.curve_predictions.output.predictions,
         data=rules.curve_predictions.output.data,
         along=rules.evaluate_curve.output.along,
     output:
-        png=report(out(CV.OUT["functions_png"]), caption="../report/curve_functions.rst", category="Curves"),
+        png=report(out(CV.OUT["functions_png"]), caption="../../src/losslab/figures/captions/curve_functions.rst", category="Curves"),
         pdf=out(CV.OUT["functions_pdf"]),
     log:
         "logs/{dataset}/{model}/figures/curves/{curve}/functions.log",

@@ -59,7 +59,7 @@ rule import_endpoint:
 
 rule endpoint_summary:
     input:
-        code=lib("figures"),
+        code=lib(),
         metrics=lambda wc: EP.summary_metrics(PLAN, wc.dataset, wc.model),
     output:
         table=out(EP.OUT["summary"]),
@@ -73,10 +73,10 @@ rule endpoint_summary:
 
 rule plot_endpoint_training:
     input:
-        code=lib("figures"),
+        code=lib("figures.endpoints"),
         metrics=lambda wc: EP.summary_metrics(PLAN, wc.dataset, wc.model),
     output:
-        png=report(out(EP.OUT["figure"]), caption="../report/endpoint_training.rst", category="Endpoints"),
+        png=report(out(EP.OUT["figure"]), caption="../../src/losslab/figures/captions/endpoint_training.rst", category="Endpoints"),
         pdf=out(EP.OUT["figure_pdf"]),
     log:
         "logs/{dataset}/{model}/figures/endpoint_training.log",

@@ -98,9 +98,9 @@ def plot_inputs(wc):
 rule plot_plane:
     input:
         unpack(plot_inputs),
-        code=lib("figures", "plane_render"),
+        code=lib("figures.planes"),
     output:
-        png=report(out(PL_PLAN.OUT["png"]), caption="../report/plane.rst", category="Loss planes",
+        png=report(out(PL_PLAN.OUT["png"]), caption="../../src/losslab/figures/captions/plane.rst", category="Loss planes",
                    labels={"dataset": "{dataset}", "model": "{model}", "plane": "{plane}"}),
         pdf=out(PL_PLAN.OUT["pdf"]),
     params:
@@ -114,7 +114,7 @@ rule plot_plane:
 
 
 def animation_outputs():
-    outs = {"gif": report(out(PL_PLAN.OUT["gif"]), caption="../report/plane_animation.rst", category="Loss planes",
+    outs = {"gif": report(out(PL_PLAN.OUT["gif"]), caption="../../src/losslab/figures/captions/plane_animation.rst", category="Loss planes",
                           labels={"dataset": "{dataset}", "model": "{model}", "plane": "{plane} (training)"})}
     if PL_PLAN.have_ffmpeg():
         outs["mp4"] = out(PL_PLAN.OUT["mp4"])
@@ -123,7 +123,7 @@ def animation_outputs():
 
 rule animate_curve_training:
     input:
-        code=lib("figures", "plane_render"),
+        code=lib("figures.planes"),
         grid=rules.plane_gather.output.grid,
         points=rules.plane_basis.output.points,
         track=rules.curve_track.output.track,

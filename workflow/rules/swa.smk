@@ -20,7 +20,7 @@ def swa_tables(wc):
 
 rule swa_run:
     input:
-        code=lib("data", "models", "flat", "train", "swa"),
+        code=lib("job", "data", "models", "flat", "train", "swa"),
         start=lambda wc: swa_run_def(wc)["start"],
     output:
         snapshots=out(SW.OUT["snapshots"]),
@@ -58,13 +58,13 @@ rule swa_summary:
 
 rule plot_swa:
     input:
-        code=lib("figures", "sweepfigs"),
+        code=lib("figures.sweeps"),
         summary=rules.swa_summary.output.summary,
         lines=rules.swa_summary.output.lines,
     output:
-        swa_accuracy=report(out(SW.OUT["fig"], name="swa_accuracy", ext="png"), caption="../report/swa_accuracy.rst",
+        swa_accuracy=report(out(SW.OUT["fig"], name="swa_accuracy", ext="png"), caption="../../src/losslab/figures/captions/swa_accuracy.rst",
                             category="SWA"),
-        swa_lines=report(out(SW.OUT["fig"], name="swa_lines", ext="png"), caption="../report/swa_lines.rst",
+        swa_lines=report(out(SW.OUT["fig"], name="swa_lines", ext="png"), caption="../../src/losslab/figures/captions/swa_lines.rst",
                          category="SWA"),
         pdfs=[out(SW.OUT["fig"], name=n, ext="pdf") for n in SW.FIGURES],
     log:

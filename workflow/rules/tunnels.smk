@@ -11,7 +11,7 @@ TUN = config["tunnels"]
 
 rule tunnel_widths:
     input:
-        code=lib("data", "models", "flat", "tunnels"),
+        code=lib("job", "data", "models", "flat", "tunnels"),
         ckpts=lambda wc: PLAN.stages["tunnels"]["ckpts"][wc.setting],
     output:
         widths=out(TN.OUT["widths"]),
@@ -55,14 +55,14 @@ rule tunnel_summary:
 
 rule plot_tunnels:
     input:
-        code=lib("figures", "sweepfigs"),
+        code=lib("figures.sweeps"),
         profiles=rules.tunnel_summary.output.profiles,
         summary=rules.tunnel_summary.output.summary,
     output:
         tunnel_profiles=report(out(TN.OUT["fig"], name="tunnel_profiles", ext="png"),
-                               caption="../report/tunnel_profiles.rst", category="Tunnels"),
+                               caption="../../src/losslab/figures/captions/tunnel_profiles.rst", category="Tunnels"),
         tunnel_widths=report(out(TN.OUT["fig"], name="tunnel_widths", ext="png"),
-                             caption="../report/tunnel_widths.rst", category="Tunnels"),
+                             caption="../../src/losslab/figures/captions/tunnel_widths.rst", category="Tunnels"),
         pdfs=[out(TN.OUT["fig"], name=n, ext="pdf") for n in TN.FIGURES],
     log:
         "logs/{dataset}/{model}/figures/tunnels.log",

@@ -59,17 +59,17 @@ rule wedge_radial:
 
 rule plot_wedge:
     input:
-        code=lib("figures", "structure_figures"),
+        code=lib("figures.structure"),
         hyperplanes=rules.wedge_hyperplanes.output.table,
         path=rules.wedge_tunnel.output.path,
         cosines=rules.wedge_tunnel.output.cosines,
         radial=rules.wedge_radial.output.table,
     output:
-        hyperplanes=report(out(WG.OUT["fig"], name="hyperplanes", ext="png"), caption="../report/wedge_hyperplanes.rst",
+        hyperplanes=report(out(WG.OUT["fig"], name="hyperplanes", ext="png"), caption="../../src/losslab/figures/captions/wedge_hyperplanes.rst",
                            category="Toy wedge model"),
-        tunnel=report(out(WG.OUT["fig"], name="tunnel", ext="png"), caption="../report/wedge_tunnel.rst",
+        tunnel=report(out(WG.OUT["fig"], name="tunnel", ext="png"), caption="../../src/losslab/figures/captions/wedge_tunnel.rst",
                       category="Toy wedge model"),
-        radial=report(out(WG.OUT["fig"], name="radial", ext="png"), caption="../report/wedge_radial.rst",
+        radial=report(out(WG.OUT["fig"], name="radial", ext="png"), caption="../../src/losslab/figures/captions/wedge_radial.rst",
                       category="Toy wedge model"),
         pdfs=[out(WG.OUT["fig"], name=n, ext="pdf") for n in WG.FIGURES],
     log:

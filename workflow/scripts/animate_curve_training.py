@@ -1,7 +1,7 @@
 """Curve training in its fixed plane: one frame per saved epoch (GIF, and MP4 with ffmpeg)."""
 from losslab import io
 from losslab.device import setup_job
-from losslab.plane_render import animate_curve
+from losslab.figures.planes import animate_curve
 
 setup_job(snakemake.log[0])
 r = snakemake.params.render

@@ -1,5 +1,6 @@
 """Predictive functions along the regression curve over the data (blog Figure 7, left)."""
-from losslab import curve_figures, io
+from losslab import io
+from losslab.figures import curves as curve_figures
 from losslab.device import setup_job
 
 setup_job(snakemake.log[0])

@@ -1,7 +1,8 @@
 """Loss/error along t and the ensemble figure, from Parquet only."""
 import pandas as pd
 
-from losslab import curve_figures, io
+from losslab import io
+from losslab.figures import curves as curve_figures
 from losslab.device import setup_job
 
 setup_job(snakemake.log[0])

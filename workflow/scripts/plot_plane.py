@@ -1,7 +1,7 @@
 """Render one plane from its gathered Parquet tables (never recomputes)."""
 from losslab import io
 from losslab.device import setup_job
-from losslab.plane_render import plot_plane
+from losslab.figures.planes import plot_plane
 
 setup_job(snakemake.log[0])
 r = snakemake.params.render

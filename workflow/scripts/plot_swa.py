@@ -1,5 +1,6 @@
 """SWA figures (accuracy vs lr per schedule; loss along snapshot segments), from Parquet only."""
-from losslab import io, sweepfigs
+from losslab import io
+from losslab.figures import sweeps as sweepfigs
 from losslab.device import setup_job
 
 setup_job(snakemake.log[0])

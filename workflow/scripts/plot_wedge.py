@@ -1,5 +1,6 @@
 """Toy wedge figures, from the Parquet tables only."""
-from losslab import io, structure_figures as sf
+from losslab import io
+from losslab.figures import structure as sf
 from losslab.device import setup_job
 
 setup_job(snakemake.log[0])

@@ -1,21 +1,9 @@
-"""Figures drawn from Parquet tables only (never from networks)."""
+"""Figure of the endpoint stage: training curves of the independent endpoints."""
 from __future__ import annotations
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .io import atomic_path  # noqa: E402
-
-
-def save(fig, *paths) -> None:
-    """Save a figure to each path atomically (format from the suffix) and close it."""
-    for p in paths:
-        with atomic_path(p) as tmp:
-            fig.savefig(tmp, format=str(p).rsplit(".", 1)[-1], dpi=130, bbox_inches="tight")
-    plt.close(fig)
+from . import plt, save
 
 
 def plot_training(hist: pd.DataFrame, png: str, pdf: str | None = None) -> None:
@@ -40,4 +28,4 @@ def plot_training(hist: pd.DataFrame, png: str, pdf: str | None = None) -> None:
         axes[1].set(xlabel="epoch", ylabel="accuracy", title="endpoint accuracy")
     axes[-1].legend(fontsize=6, ncol=1, loc="best")
     fig.tight_layout()
-    save(fig, *[p for p in (png, pdf) if p])
+    save(fig, png, pdf)

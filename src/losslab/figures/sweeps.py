@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .figures import plt, save
+from . import plt, save
 
 PARAM_ORDER = ("lr", "batch_size", "l2", "dropout", "width")
 PARAM_LABEL = {"lr": "learning rate", "batch_size": "batch size", "l2": "L2 (weight decay)",
@@ -61,7 +61,7 @@ def plot_tunnel_profiles(profiles: pd.DataFrame, summary: pd.DataFrame, png: str
         ax.legend(fontsize=7, title=param, title_fontsize=7)
     fig.suptitle("Loss along random rays from each optimum (radial tunnels)")
     fig.tight_layout()
-    save(fig, *[p for p in (png, pdf) if p])
+    save(fig, png, pdf)
 
 
 def plot_tunnel_widths(summary: pd.DataFrame, png: str, pdf: str | None = None) -> None:
@@ -93,7 +93,7 @@ def plot_tunnel_widths(summary: pd.DataFrame, png: str, pdf: str | None = None) 
         ax.legend(fontsize=7)
     fig.suptitle("Radial tunnel width (distance where the train loss first exceeds the threshold)")
     fig.tight_layout()
-    save(fig, *[p for p in (png, pdf) if p])
+    save(fig, png, pdf)
 
 
 SWA_KINDS = (("swa", "SWA (mean weights)", "C0", "o"), ("ensemble", "snapshot ensemble", "C1", "s"),
@@ -125,7 +125,7 @@ def plot_swa_accuracy(summary: pd.DataFrame, png: str, pdf: str | None = None) -
             ax.legend(fontsize=7)
     fig.suptitle("SWA against snapshot ensembles")
     fig.tight_layout()
-    save(fig, *[p for p in (png, pdf) if p])
+    save(fig, png, pdf)
 
 
 def plot_swa_lines(lines: pd.DataFrame, png: str, pdf: str | None = None) -> None:
@@ -153,4 +153,4 @@ def plot_swa_lines(lines: pd.DataFrame, png: str, pdf: str | None = None) -> Non
         ax.legend(fontsize=7)
     fig.suptitle("Do consecutive snapshots share one low-loss wedge?")
     fig.tight_layout()
-    save(fig, *[p for p in (png, pdf) if p])
+    save(fig, png, pdf)

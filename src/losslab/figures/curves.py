@@ -1,14 +1,10 @@
 """Figures of the curves stage, drawn from its Parquet tables only."""
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .figures import save  # noqa: E402
+from . import plt, save
 
 
 def _label(g: pd.DataFrame) -> str:
@@ -41,7 +37,7 @@ def plot_along(along: pd.DataFrame, png: str, pdf: str | None = None) -> None:
                 ax.set_ylim(bottom=0)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    save(fig, *[p for p in (png, pdf) if p])
+    save(fig, png, pdf)
 
 
 def plot_ensemble(ens: pd.DataFrame, png: str, pdf: str | None = None, split: str = "test") -> None:
@@ -69,7 +65,7 @@ def plot_ensemble(ens: pd.DataFrame, png: str, pdf: str | None = None, split: st
             ax.set_ylim(max(0.0, lo * 0.8), min(hi * 1.05, lo * 8 + 0.5))
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
-    save(fig, *[p for p in (png, pdf) if p])
+    save(fig, png, pdf)
 
 
 def plot_functions(pred: pd.DataFrame, pts: pd.DataFrame, along: pd.DataFrame, png: str, pdf: str | None = None) -> None:
@@ -102,4 +98,4 @@ def plot_functions(pred: pd.DataFrame, pts: pd.DataFrame, along: pd.DataFrame, p
     ax2.set(xlabel="t", ylabel="train MSE", yscale="log", title="training loss along the path")
     ax2.legend(fontsize=7)
     fig.tight_layout()
-    save(fig, *[p for p in (png, pdf) if p])
+    save(fig, png, pdf)

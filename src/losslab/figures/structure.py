@@ -5,21 +5,13 @@ evaluates a loss.
 """
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.tri as mtri
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.tri as mtri  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .figures import save  # noqa: E402
+from . import plt, save
 
 FLOOR = 1e-7
-
-
-def _paths(png, pdf):
-    return [p for p in (png, pdf) if p]
 
 
 def plot_hyperplanes(df: pd.DataFrame, png, pdf=None) -> None:
@@ -33,7 +25,7 @@ def plot_hyperplanes(df: pd.DataFrame, png, pdf=None) -> None:
            title=f"Optimising in random d-planes (D={int(df['D'].iloc[0])}, s={s})")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    save(fig, *_paths(png, pdf))
+    save(fig, png, pdf)
 
 
 def _cos_matrix(cos: pd.DataFrame):
@@ -59,7 +51,7 @@ def plot_tunnel(path: pd.DataFrame, cos: pd.DataFrame, png, pdf=None) -> None:
     im = _draw_cosines(axes[1], cos, "cosine of deviations from the line")
     fig.colorbar(im, ax=axes[1], shrink=0.8)
     fig.tight_layout()
-    save(fig, *_paths(png, pdf))
+    save(fig, png, pdf)
 
 
 def plot_radial(df: pd.DataFrame, png, pdf=None) -> None:
@@ -73,7 +65,7 @@ def plot_radial(df: pd.DataFrame, png, pdf=None) -> None:
            title=f"Radial probe from a point {df['offset'].iloc[0]:g} from a wedge")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    save(fig, *_paths(png, pdf))
+    save(fig, png, pdf)
 
 
 def plot_connector_path(path: pd.DataFrame, png, pdf=None) -> None:
@@ -92,7 +84,7 @@ def plot_connector_path(path: pd.DataFrame, png, pdf=None) -> None:
     if has_acc:
         axes[1].set(xlabel="t", ylabel="accuracy", title="Accuracy")
     fig.tight_layout()
-    save(fig, *_paths(png, pdf))
+    save(fig, png, pdf)
 
 
 def plot_cosines(cos: pd.DataFrame, png, pdf=None) -> None:
@@ -100,7 +92,7 @@ def plot_cosines(cos: pd.DataFrame, png, pdf=None) -> None:
     im = _draw_cosines(ax, cos, "Connector: cosine of deviations from the line")
     fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
-    save(fig, *_paths(png, pdf))
+    save(fig, png, pdf)
 
 
 def plot_agreement(path: pd.DataFrame, png, pdf=None) -> None:
@@ -118,7 +110,7 @@ def plot_agreement(path: pd.DataFrame, png, pdf=None) -> None:
            title="Predictions agreeing with each endpoint")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    save(fig, *_paths(png, pdf))
+    save(fig, png, pdf)
 
 
 def plot_short(short: pd.DataFrame, png, pdf=None) -> None:
@@ -132,7 +124,7 @@ def plot_short(short: pd.DataFrame, png, pdf=None) -> None:
     ax2.plot(counts["t"], counts["top"], "s--", color="C3", alpha=0.6)
     ax2.set_ylabel("largest Hessian eigenvalue", color="C3")
     fig.tight_layout()
-    save(fig, *_paths(png, pdf))
+    save(fig, png, pdf)
 
 
 def plot_triangle(surface: pd.DataFrame, png, pdf=None) -> None:
@@ -158,7 +150,7 @@ def plot_triangle(surface: pd.DataFrame, png, pdf=None) -> None:
         ax.set_title(f"{title}: max train loss {g['loss'].max():.3g}", fontsize=9)
         fig.colorbar(cs, ax=ax, shrink=0.8, label="train loss")
     fig.tight_layout()
-    save(fig, *_paths(png, pdf))
+    save(fig, png, pdf)
 
 
 def plot_centre(centre: pd.DataFrame, png, pdf=None) -> None:
@@ -171,4 +163,4 @@ def plot_centre(centre: pd.DataFrame, png, pdf=None) -> None:
     for _, r in c.iterrows():
         ax.annotate(f"loss {r['loss']:.2g}", (r["n"], r["count"]), fontsize=7, xytext=(3, -10), textcoords="offset points")
     fig.tight_layout()
-    save(fig, *_paths(png, pdf))
+    save(fig, png, pdf)

@@ -11,18 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import animation
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib import animation  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
-
-from .figures import save  # noqa: E402
-from .io import atomic_path  # noqa: E402
+from . import plt, save
+from ..io import atomic_path
 
 
 def grid_arrays(grid: pd.DataFrame, split: str, column: str = "loss"):
@@ -119,7 +115,7 @@ def plot_plane(grid: pd.DataFrame, points: pd.DataFrame, track: pd.DataFrame | N
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    save(fig, *[p for p in (png, pdf) if p])
+    save(fig, png, pdf)
 
 
 def _save_anim(anim, path, writer) -> None:
