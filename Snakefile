@@ -40,6 +40,8 @@ include: "workflow/rules/wedge.smk"
 include: "workflow/rules/connectors.smk"
 include: "workflow/rules/tunnels.smk"
 include: "workflow/rules/swa.smk"
+include: "workflow/rules/align.smk"
+include: "workflow/rules/ensembles.smk"
 
 
 rule all:

@@ -64,7 +64,8 @@ def main():
     for m, al in found.items():
         print(f"{m}: alignment / one {args.points}-point line evaluation = {al.seconds / line_s:.3f}")
     t = time.perf_counter()
-    rows = align.compare_lines(spec, fm, a, b, ev, ds.task, alphas, {m: al.perms for m, al in found.items()})
+    rows = align.compare_lines(spec, fm, a, b, ev, ds.task, alphas,
+                               {m: align.permute(spec, fm, b.flat, None, al.perms)[0] for m, al in found.items()})
     print(f"compare_lines (naive + 2 x aligned + 2 x REPAIR): {time.perf_counter() - t:.1f} s "
           f"(= {(time.perf_counter() - t) / line_s:.2f} line evaluations)")
     assert len(naive) == len(rows[rows.method == "naive"])

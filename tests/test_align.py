@@ -417,7 +417,8 @@ def test_aligned_and_repaired_lines_of_trained_networks(trained_pair):
     am = align.align(spec, fm, a, b, "activation_matching", ev.bn_x)
     assert wm.seconds > 0 and am.history[1] > am.history[0]
     rows = align.compare_lines(spec, fm, a, b, ev, "classification", [0.0, 0.5, 1.0],
-                               {"weight_matching": wm.perms, "activation_matching": am.perms})
+                               {"weight_matching": align.permute(spec, fm, b.flat, None, wm.perms)[0],
+                                "activation_matching": align.permute(spec, fm, b.flat, None, am.perms)[0]})
     assert set(rows.columns) == {"alignment", "method", "alpha", "split", "loss", "accuracy", "error",
                                  "bn_policy", "correction"}
     assert len(rows) == 5 * 3 * 2
@@ -444,7 +445,8 @@ def test_repair_in_a_batchnorm_network_is_the_statistics_reset():
     spec = align.permutation_spec(a.module, ev.bn_x[:4])
     pa, pb = a.point(), a.point(b.module)
     rows = align.compare_lines(spec, a, pa, pb, ev, "classification", [0.0, 0.5, 1.0],
-                               {"weight_matching": align.weight_matching(spec, a, pa.flat, pb.flat).perms})
+                               {"weight_matching": align.permute(spec, a, pb.flat, None,
+                                                                 align.weight_matching(spec, a, pa.flat, pb.flat).perms)[0]})
     assert spec.repair_layers == ()
     plain = rows[rows.method == "aligned"].reset_index(drop=True)
     fixed = rows[rows.method == "aligned+repair"].reset_index(drop=True)

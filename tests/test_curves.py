@@ -112,7 +112,7 @@ def digits_curve():
     w1, w2 = ends[0].point.flat, ends[1].point.flat
     along, ens = curves.evaluate_paths(fm, {"curve": curves.point("bezier", res.control, ts),
                                             "line": curves.line_points(w1, w2, ts)}, ts, ev, ds.task)
-    return {"ends": ends, "res": res, "along": along, "ens": ens, "summary": curves.summarize(along)}
+    return {"ends": ends, "res": res, "along": along, "ens": ens, "summary": curves.summarise(along)}
 
 
 def test_curve_barrier_is_at_most_half_the_line_barrier(digits_curve):
@@ -133,7 +133,7 @@ def test_curve_reproduces_endpoints_and_their_metrics(digits_curve):
         for path in ("curve", "line"):
             at = along[(along.path == path) & (along.t == t)].set_index("split")
             for split in ("train", "test"):
-                assert at.loc[split, "nll"] == pytest.approx(last.loc[split, "loss"], rel=1e-6, abs=1e-7)
+                assert at.loc[split, "loss"] == pytest.approx(last.loc[split, "loss"], rel=1e-6, abs=1e-7)
                 assert at.loc[split, "accuracy"] == pytest.approx(last.loc[split, "accuracy"], abs=1e-9)
 
 
@@ -152,10 +152,10 @@ def test_ensemble_along_the_path(digits_curve):
     ens = digits_curve["ens"]
     test = ens[(ens.split == "test") & (ens.path == "curve")].set_index("t")
     # at t = 1 the ensemble is the reference ensemble of w1 and w2
-    assert test.loc[1.0, "ensemble_nll"] == pytest.approx(test.loc[1.0, "reference_nll"], rel=1e-6)
+    assert test.loc[1.0, "ensemble_loss"] == pytest.approx(test.loc[1.0, "reference_loss"], rel=1e-6)
     assert test.loc[1.0, "ensemble_accuracy"] == pytest.approx(test.loc[1.0, "reference_accuracy"])
     # the two-network ensemble is at least as good (in NLL) as w1 alone somewhere on the path
-    assert test["ensemble_nll"].min() <= test.loc[0.0, "ensemble_nll"] + 1e-9
+    assert test["ensemble_loss"].min() <= test.loc[0.0, "ensemble_loss"] + 1e-9
 
 
 # ----- resumption, BatchNorm, divergence (small MLP on the 1-D regression problem) ----------
@@ -197,7 +197,7 @@ def test_batchnorm_policy_is_recorded_and_applied():
     mid = curves.point("bezier", res.control, 0.5)
     stale = fm.outputs(mid, ev.train_x)
     fresh = fm.outputs(mid, ev.train_x, fm.recompute_bn(mid, ev.bn_x))
-    got = along[(along.t == 0.5) & (along.split == "train")]["nll"].item()
+    got = along[(along.t == 0.5) & (along.split == "train")]["loss"].item()
     assert got == pytest.approx(torch.nn.functional.mse_loss(fresh, ev.train_y).item(), rel=1e-5)
     assert not torch.allclose(stale, fresh)
 
@@ -209,8 +209,8 @@ def test_divergence_is_recorded_not_raised():
     assert res.status == "diverged" and (res.history.status == "diverged").all()
     assert len(res.snapshots) == 4 and torch.equal(res.control[0], w1.flat)
     along = pd.DataFrame({"path": "curve", "t": [0.0, 0.5, 1.0], "split": "train", "loss": [0.1, math.nan, 0.2],
-                          "nll": 0.1, "error": 0.0, "arc_length": [0.0, 1.0, 2.0]})
-    assert math.isnan(curves.summarize(along).set_index("metric").loc["loss", "barrier"])
+                          "objective": 0.1, "error": 0.0, "arc_length": [0.0, 1.0, 2.0]})
+    assert math.isnan(curves.summarise(along).set_index("metric").loc["loss", "barrier"])
 
 
 # ----- the workflow ----------------------------------------------------------------------
@@ -239,19 +239,19 @@ def test_tiny_curves_end_to_end(tiny_copy):
     assert not (base / "resume.pt").exists()
     along = io.read_parquet(base / "along.parquet")
     assert set(along.path) == {"curve", "line"} and along.t.nunique() == 9
-    assert {"dataset", "model", "setting", "seed_a", "seed_b", "kind", "bends", "t", "split", "loss", "nll",
+    assert {"dataset", "model", "setting", "seed_a", "seed_b", "kind", "bends", "t", "split", "loss", "objective",
             "accuracy", "error", "bn_policy", "arc_length"} <= set(along.columns)
     end = io.read_parquet(tmp_path / "results/digits/simplecnn/endpoints/default/seed0/metrics.parquet")
     end = end[end.epoch == end.epoch.max()].set_index("split")
     at0 = along[(along.path == "curve") & (along.t == 0)].set_index("split")
-    assert at0.loc["test", "nll"] == pytest.approx(end.loc["test", "loss"], rel=1e-6)
+    assert at0.loc["test", "loss"] == pytest.approx(end.loc["test", "loss"], rel=1e-6)
     summary = io.read_parquet(tmp_path / "results/digits/simplecnn/curves/summary.parquet")
     b = summary.set_index(["path", "split", "metric"])["barrier"]
     assert b["curve", "train", "loss"] < b["line", "train", "loss"]
     log = io.read_parquet(base / "train_log.parquet")
     assert list(log.epoch) == [0, 1, 2, 3] and {"running_loss", "mean_train_loss", "kind", "lr"} <= set(log.columns)
     ens = io.read_parquet(base / "ensemble.parquet")
-    assert {"ensemble_nll", "ensemble_accuracy", "reference_nll", "reference_accuracy"} <= set(ens.columns)
+    assert {"ensemble_loss", "ensemble_accuracy", "reference_loss", "reference_accuracy"} <= set(ens.columns)
     pred = io.read_parquet(tmp_path / REG_DIR / "predictions.parquet")
     assert sorted(pred.t.unique()) == [0.0, 0.25, 0.5, 0.75, 1.0] and pred.x.nunique() == 50
     assert curves.load_curve_epochs(tmp_path / REG_DIR / "epochs.pt")["controls"].shape[0] == 21

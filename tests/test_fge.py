@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from losslab import data, fge, flat
+from losslab import data, ensembles, fge, flat
 from losslab.flat import FlatModel
 from losslab.io import Point
 from losslab.models import build_model
@@ -145,17 +145,22 @@ def test_growing_ensembles_average_probabilities(digits_small):
     fm, start = _start(ds, BN_MLP)
     run = fge.train_fge(fm, start, ds, fge.FgeSettings(cycle_epochs=2, n_members=3, lr_max=0.05, lr_min=0.001),
                         seed=0, bn_x=ev.bn_x)
-    table = fge.evaluate_members(fm, run.members, run.member_buffers, ev, ds.task)
-    assert list(table.columns) == ["split", "n_members", "nll", "accuracy", "member_nll", "member_accuracy"]
+    table = ensembles.growing(fm, run.members, ev, ds.task, run.member_buffers)
+    assert list(table.columns) == ["split", "n_members", "loss", "accuracy", "disagreement", "distance",
+                                   "member_loss", "member_accuracy"]
     assert len(table) == 2 * 3 and list(table.n_members) == [1, 2, 3, 1, 2, 3]
     test = table[table.split == "test"].set_index("n_members")
-    assert test.loc[1, "nll"] == pytest.approx(test.loc[1, "member_nll"], rel=1e-6)
+    assert test.loc[1, "loss"] == pytest.approx(test.loc[1, "member_loss"], rel=1e-6)
     assert test.loc[1, "accuracy"] == test.loc[1, "member_accuracy"]
     x, y = ev.split("test")
     probs = [fm.outputs(v, x, b).softmax(-1) for v, b in zip(run.members[:2], run.member_buffers[:2])]
     p = (probs[0] + probs[1]) / 2
-    assert test.loc[2, "nll"] == pytest.approx(-p.gather(1, y[:, None]).log().mean().item(), rel=1e-5)
+    assert test.loc[2, "loss"] == pytest.approx(-p.gather(1, y[:, None]).log().mean().item(), rel=1e-5)
     assert test.loc[2, "accuracy"] == pytest.approx((p.argmax(-1) == y).float().mean().item())
     single = -probs[1].gather(1, y[:, None]).log().mean().item()
-    assert test.loc[2, "member_nll"] == pytest.approx(single, rel=1e-5)
-    assert math.isfinite(test.loc[3, "nll"])
+    assert test.loc[2, "member_loss"] == pytest.approx(single, rel=1e-5)
+    assert math.isfinite(test.loc[3, "loss"])
+    assert math.isnan(test.loc[1, "distance"]) and test.loc[2, "distance"] == pytest.approx(
+        float((run.members[0] - run.members[1]).double().norm()), rel=1e-6)
+    pred = [fm.outputs(v, x, b).argmax(-1) for v, b in zip(run.members[:2], run.member_buffers[:2])]
+    assert test.loc[2, "disagreement"] == pytest.approx((pred[0] != pred[1]).float().mean().item())

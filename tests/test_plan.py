@@ -174,6 +174,7 @@ def test_swa_may_start_from_a_sweep_setting():
 def test_regression_main_experiment_plans_one_plane_per_curve():
     plan = plan_of({"dataset": {"name": "regression1d"}, "model": {"name": "mlp"},
                     "connectors": {"enabled": False}, "tunnels": {"enabled": False}, "swa": {"enabled": False},
+                    "align": {"enabled": False}, "ensembles": {"enabled": False},
                     "planes": {"endpoints": {"enabled": False}}})
     assert list(plan.experiments) == [("regression1d", "mlp")]
     names = sorted(n for (_, _, n) in plan.stages["planes"])
@@ -192,6 +193,7 @@ def test_a_switched_off_stage_plans_nothing():
 def test_empty_endpoint_seeds_train_only_what_stages_need():
     plan = plan_of({"endpoints": {"seeds": []}, "curves": {"regression": {"enabled": False}}, "wedge": {"enabled": False},
                     "connectors": {"enabled": False}, "tunnels": {"enabled": False}, "swa": {"enabled": False},
+                    "align": {"enabled": False}, "ensembles": {"enabled": False},
                     "planes": {"endpoints": {"enabled": False}, "random": {"enabled": False}}})
     trained = sorted(k[1:] for k in plan.jobs if k[0] == "train_endpoint")
     assert trained == [("digits", "simplecnn", "default", 0), ("digits", "simplecnn", "default", 1)]
@@ -210,7 +212,7 @@ def test_every_job_output_is_a_target_and_no_two_jobs_share_an_output():
     assert len(outs) == len(set(outs))
     assert set(outs) == set(plan.targets)
     r = rules(plan)
-    assert r["train_endpoint"] == 28 and r["plane_tile"] == 17 and r["swa_run"] == 16
+    assert r["train_endpoint"] == 30 and r["plane_tile"] == 19 and r["swa_run"] == 16 and r["train_curve"] == 5
 
 
 def test_duplicated_key_in_a_config_file_names_file_and_lines(tmp_path):
@@ -249,7 +251,8 @@ def test_network_facts_are_cached_and_reused(tmp_path, monkeypatch):
 
 # ---- the researcher's own model, data and checkpoints ------------------------------------------
 USER_STAGES_OFF = {"tunnels": {"enabled": False}, "swa": {"enabled": False}, "wedge": {"enabled": False},
-                   "curves": {"regression": {"enabled": False}}}
+                   "curves": {"regression": {"enabled": False}}, "align": {"width": {"enabled": False}},
+                   "ensembles": {"enabled": False}}
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from conftest import TINY, planned_jobs, snakemake
-from losslab import data, io, swa, tunnels
+from losslab import data, ensembles, io, swa, tunnels
 from losslab.flat import FlatModel, evaluate
 from losslab.io import Point
 from losslab.models import build_model
@@ -207,7 +207,7 @@ def test_ensemble_averages_probabilities():
     o1 = torch.tensor([[2.0, 0.0], [2.0, 0.0]])
     o2 = torch.tensor([[0.0, 1.0], [0.0, 3.0]])
     p = (o1.softmax(-1) + o2.softmax(-1)) / 2
-    m = swa.ensemble_metrics([o1, o2], y, "classification")
+    m = ensembles.ensemble_metrics([o1, o2], y, "classification")
     assert m["loss"] == pytest.approx(-(p[0, 0].log() + p[1, 1].log()).item() / 2, rel=1e-6)
     assert m["accuracy"] == pytest.approx(float((p.argmax(-1) == y).float().mean()))
 

@@ -3,7 +3,6 @@ a factory from a file and from a package, a torchvision model; .npz, .pt, Parque
 folder and a dataset function; external checkpoints in .pt and .safetensors."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 

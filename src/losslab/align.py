@@ -79,6 +79,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from . import summaries
 from .flat import FlatModel, evaluate_point
 from .io import Point
 
@@ -857,19 +858,19 @@ def line_rows(fm: FlatModel, vec_a: torch.Tensor, vec_b: torch.Tensor, alphas: I
 
 
 def compare_lines(spec: PermutationSpec, fm: FlatModel, a: Point, b: Point, ev, task: str, alphas: Iterable[float],
-                  alignments: dict[str, dict[str, torch.Tensor]], repair: bool = True,
+                  aligned: dict[str, torch.Tensor], repair: bool = True,
                   batch_size: int = 4096) -> pd.DataFrame:
     """The straight line from A to B, naive and after each alignment, as long-format rows.
 
-    ``alignments`` maps an alignment name (e.g. ``"weight_matching"``) to its permutations.
+    ``aligned`` maps an alignment name (e.g. ``"weight_matching"``) to B's weights after it
+    (``permute(spec, fm, b.flat, None, perms)[0]``, or an aligned checkpoint's ``flat``).
     Columns: ``alignment`` (``none`` for the naive line), ``method`` (``naive``, ``aligned``,
     ``aligned+repair``), ``alpha``, ``split``, ``loss``, ``accuracy``, ``error``, ``bn_policy``,
     ``correction``. REPAIR statistics come from ``ev.bn_x``."""
     alphas = [float(t) for t in alphas]
     rows = line_rows(fm, a.flat, b.flat, alphas, ev, task, batch_size=batch_size,
                      alignment="none", method="naive", correction="none")
-    for name, perms in alignments.items():
-        vec_b = permute(spec, fm, b.flat, None, perms)[0]
+    for name, vec_b in aligned.items():
         rows += line_rows(fm, a.flat, vec_b, alphas, ev, task, batch_size=batch_size,
                           alignment=name, method="aligned", correction="none")
         if repair:
@@ -882,15 +883,5 @@ def compare_lines(spec: PermutationSpec, fm: FlatModel, a: Point, b: Point, ev, 
 def barriers(rows: pd.DataFrame, metrics: Iterable[str] = ("loss", "error")) -> pd.DataFrame:
     """Per (alignment, method, split, metric): ``barrier`` (largest value along the line minus
     the mean of its two endpoints), ``midpoint`` (value at alpha = 0.5 minus that mean; NaN when
-    0.5 is not on the grid) and ``endpoint_mean``."""
-    out = []
-    for (alignment, method, split), g in rows.groupby(["alignment", "method", "split"], sort=True):
-        g = g.sort_values("alpha")
-        mid = g[np.isclose(g["alpha"], 0.5)]
-        for metric in metrics:
-            v = g[metric].to_numpy(float)
-            ends = 0.5 * (v[0] + v[-1])
-            out.append({"alignment": alignment, "method": method, "split": split, "metric": metric,
-                        "barrier": float(v.max()) - ends, "endpoint_mean": ends,
-                        "midpoint": float(mid[metric].iloc[0]) - ends if len(mid) else math.nan})
-    return pd.DataFrame(out)
+    0.5 is not on the grid) and ``endpoint_mean`` (see :func:`losslab.summaries.barriers`)."""
+    return summaries.barriers(rows, ("alignment", "method"), "alpha", metrics)

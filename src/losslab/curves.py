@@ -16,7 +16,7 @@ stage writes ``curve.pt`` and one ``epochs/epoch{E:04d}.pt`` per epoch (E = 0 is
 Beyond the formulas: :func:`train_curve` (E_{t~U[0,1]} Loss(phi(t)) with one t per minibatch, any
 registered architecture through ``FlatModel.forward``, resumable), :func:`evaluate_paths` (loss,
 NLL, accuracy along t for the curve and the line, BN recomputed per point, ensembles with w1),
-:func:`summarize` (barriers, arc-length-weighted means) and :func:`predictions` (1-D regression).
+:func:`summarise` (barriers, arc-length-weighted means) and :func:`predictions` (1-D regression).
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .ensembles import ensemble_metrics
 from .flat import FlatModel, loss_fn, metrics_from_outputs
 from .io import ArtifactError, Point, check_compatible, load_point, load_tensors, save_tensors
 from .seeds import derive_seed
@@ -244,12 +245,12 @@ def train_curve(
         t = torch.rand((), generator=gen).to(device=device, dtype=a.dtype)
         c = coeffs(kind, t, bends + 2)
         phi = c[0] * a + c[1:-1] @ theta + c[-1] * b
-        nll = lossf(fm.forward(phi, ds.train_x[idx]), ds.train_y[idx])
-        return {"loss": nll + l2_penalty(phi, settings.l2) if settings.l2 else nll, "nll": nll}
+        loss = lossf(fm.forward(phi, ds.train_x[idx]), ds.train_y[idx])
+        return {"objective": loss + l2_penalty(phi, settings.l2) if settings.l2 else loss, "loss": loss}
 
     def record(epoch: int, stats: EpochStats, ok: bool) -> list[dict]:
         snapshots.append(control().clone())
-        return [{"epoch": epoch, "running_loss": stats.mean("loss"), "running_nll": stats.mean("nll"),
+        return [{"epoch": epoch, "running_objective": stats.mean("objective"), "running_loss": stats.mean("loss"),
                  "mean_train_loss": mean_path_loss(fm, kind, snapshots[-1], ev, ds.task) if ok else math.nan,
                  "lr": stats.lr_last}]
 
@@ -332,25 +333,14 @@ def load_curve_epochs(path, map_location="cpu") -> dict:
 # =====================================================================================
 # Evaluation along t: curve and straight line, BN recomputed per point, ensembles.
 # =====================================================================================
-def _ensemble_metrics(outs: list[torch.Tensor], y: torch.Tensor, task: str) -> dict[str, float]:
-    if task == "classification":
-        p = torch.stack([o.softmax(-1) for o in outs]).mean(0)
-        nll = -p.gather(-1, y[:, None]).clamp_min(1e-12).log().mean().item()
-        acc = (p.argmax(-1) == y).float().mean().item()
-    else:
-        nll = torch.nn.functional.mse_loss(torch.stack(outs).mean(0), y).item()
-        acc = math.nan
-    return {"nll": nll, "accuracy": acc}
-
-
 @torch.no_grad()
 def evaluate_paths(fm: FlatModel, paths: dict[str, torch.Tensor], ts: torch.Tensor, ev, task: str, l2: float = 0.0,
                    w1: torch.Tensor | None = None, w2: torch.Tensor | None = None, batch_size: int = 4096,
                    splits=("train", "test")) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate each path (name -> points ``[T, D]`` at ``ts``) on the fixed subsets of ``ev``.
 
-    Returns ``(along, ensemble)``. ``along`` has one row per (path, t, split) with ``nll`` (the data
-    loss: cross-entropy, or MSE for regression), ``loss`` (= nll + 0.5 * l2 * ||phi(t)||^2),
+    Returns ``(along, ensemble)``. ``along`` has one row per (path, t, split) with ``loss`` (the
+    data loss: cross-entropy, or MSE for regression), ``objective`` (= loss + 0.5 * l2 * ||phi(t)||^2),
     ``accuracy``, ``error``, the cumulative arc length ``arc_length`` and the BN policy.
     ``ensemble`` holds the ensemble of ``w1`` with ``phi(t)`` (mean of softmax probabilities; mean
     prediction for regression) against the reference ensemble of ``w1`` and ``w2``."""
@@ -364,7 +354,7 @@ def evaluate_paths(fm: FlatModel, paths: dict[str, torch.Tensor], ts: torch.Tens
     w1 = first[0] if w1 is None else w1
     w2 = first[-1] if w2 is None else w2
     out1, out2 = outputs(w1), outputs(w2)
-    ref = {s: _ensemble_metrics([out1[s], out2[s]], ev.split(s)[1], task) for s in splits}
+    ref = {s: ensemble_metrics([out1[s], out2[s]], ev.split(s)[1], task) for s in splits}
     along, ens = [], []
     ts_list = [float(t) for t in ts]
     for name, pts in paths.items():
@@ -377,14 +367,14 @@ def evaluate_paths(fm: FlatModel, paths: dict[str, torch.Tensor], ts: torch.Tens
             for s in splits:
                 y = ev.split(s)[1]
                 m = metrics_from_outputs(out[s], y, task)
-                along.append({"path": name, "t": t, "split": s, "nll": m["loss"],
-                              "loss": m["loss"] + 0.5 * l2 * sq, "accuracy": m["accuracy"],
+                along.append({"path": name, "t": t, "split": s, "loss": m["loss"],
+                              "objective": m["loss"] + 0.5 * l2 * sq, "accuracy": m["accuracy"],
                               "error": 1.0 - m["accuracy"], "weight_norm": math.sqrt(sq),
                               "arc_length": float(seg[i]), "bn_policy": policy})
-                e = _ensemble_metrics([out1[s], out[s]], y, task)
-                ens.append({"path": name, "t": t, "split": s, "ensemble_nll": e["nll"],
-                            "ensemble_accuracy": e["accuracy"], "single_nll": m["loss"],
-                            "single_accuracy": m["accuracy"], "reference_nll": ref[s]["nll"],
+                e = ensemble_metrics([out1[s], out[s]], y, task)
+                ens.append({"path": name, "t": t, "split": s, "ensemble_loss": e["loss"],
+                            "ensemble_accuracy": e["accuracy"], "single_loss": m["loss"],
+                            "single_accuracy": m["accuracy"], "reference_loss": ref[s]["loss"],
                             "reference_accuracy": ref[s]["accuracy"],
                             "reference": "ensemble of endpoints w1 and w2", "bn_policy": policy})
     return pd.DataFrame(along), pd.DataFrame(ens)
@@ -394,7 +384,7 @@ def _trapz(y: np.ndarray, x: np.ndarray) -> float:
     return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2) if len(x) > 1 else float(y[0])
 
 
-def summarize(along: pd.DataFrame, metrics=("loss", "nll", "error")) -> pd.DataFrame:
+def summarise(along: pd.DataFrame, metrics=("objective", "loss", "error")) -> pd.DataFrame:
     """Per (path, split, metric): barrier = max along t minus the mean of the two endpoint
     values, the t-uniform mean and the arc-length-weighted mean (trapezoid rules)."""
     rows = []

@@ -20,8 +20,8 @@ resumable (the members collected so far are part of the state), ``diverged`` rec
 
 BatchNorm: every member's statistics are recomputed at collection with
 ``torch.optim.swa_utils.update_bn`` on the fixed un-augmented subset (``bn_x``), not copied from
-training. The ensemble averages the members' predicted probabilities
-(:func:`evaluate_members`).
+training. The ensembles of the first n members are evaluated by :func:`losslab.ensembles.growing`
+(mean of predicted probabilities).
 """
 from __future__ import annotations
 
@@ -31,11 +31,10 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import torch
 
-from .data import Dataset, EvalData
-from .flat import FlatModel, metrics_from_outputs
+from .data import Dataset
+from .flat import FlatModel
 from .io import Point
 from .seeds import derive_seed
-from .swa import ensemble_metrics
 from .train import Snapshots, continue_from, weights_job
 from .training import CYCLE_SHAPES, EpochStats, cyclic_schedule, fingerprint, fit, make_optimizer, steps_per_epoch
 
@@ -136,26 +135,3 @@ def train_fge(fm: FlatModel, start: Point, ds: Dataset, s: FgeSettings, seed: in
     run = fit(job, key, derive_seed(seed, "fge"), state_path=state_path, checkpoint_every=checkpoint_every,
               stop_after=stop_after)
     return FgeRun(members.stacked(fm.numel, device), members.buffers, run.status, run.history, run.resumed_from)
-
-
-@torch.no_grad()
-def evaluate_members(fm: FlatModel, members: torch.Tensor, member_buffers: list[dict], ev: EvalData, task: str,
-                     splits=("train", "test"), batch_size: int = 4096) -> pd.DataFrame:
-    """Ensembles of the first ``k`` members for ``k = 1 .. M`` on the fixed subsets of ``ev``.
-
-    One row per (split, ``n_members`` = k): ``nll`` and ``accuracy`` of the ensemble of members
-    ``1..k`` (mean of predicted probabilities; mean output and MSE for regression), and
-    ``member_nll`` / ``member_accuracy`` of member ``k`` alone, each evaluated with its own
-    buffers (``member_buffers``, BatchNorm recomputed at collection).
-    """
-    rows = []
-    for split in splits:
-        x, y = ev.split(split)
-        outs = []
-        for k, (vec, bufs) in enumerate(zip(members, member_buffers), start=1):
-            outs.append(fm.outputs(vec, x, bufs or None, batch_size))
-            single = metrics_from_outputs(outs[-1], y, task)
-            ens = ensemble_metrics(outs, y, task)
-            rows.append({"split": split, "n_members": k, "nll": ens["loss"], "accuracy": ens["accuracy"],
-                         "member_nll": single["loss"], "member_accuracy": single["accuracy"]})
-    return pd.DataFrame(rows, columns=["split", "n_members", "nll", "accuracy", "member_nll", "member_accuracy"])

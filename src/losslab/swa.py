@@ -33,6 +33,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from .data import Dataset, EvalData
+from .ensembles import ensemble_metrics
 from .flat import BN_BATCH, FlatModel, metrics_from_outputs
 from .io import Point
 from .seeds import derive_seed
@@ -135,15 +136,6 @@ def _outputs(fm: FlatModel, vec: torch.Tensor, x: torch.Tensor, bn_x: torch.Tens
     if fm.has_bn and buffers is None:
         buffers = fm.recompute_bn(vec, bn_x)
     return fm.outputs(vec, x, buffers or None)
-
-
-def ensemble_metrics(outputs: list[torch.Tensor], y: torch.Tensor, task: str) -> dict[str, float]:
-    """Averaged predicted probabilities (classification) or averaged outputs (regression)."""
-    if task == "classification":
-        probs = torch.stack([o.softmax(-1) for o in outputs]).mean(0)
-        nll = torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y).item()
-        return {"loss": nll, "accuracy": (probs.argmax(-1) == y).float().mean().item()}
-    return metrics_from_outputs(torch.stack(outputs).mean(0), y, task)
 
 
 def evaluate_run(fm: FlatModel, run: SwaRun, ev: EvalData, task: str, line_points: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:

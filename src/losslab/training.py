@@ -168,8 +168,9 @@ class Job:
     """One training run as :func:`fit` drives it.
 
     ``step(idx)`` gets the device indices of one minibatch (``None`` when ``n_samples`` is None:
-    one step per epoch without data) and returns scalar tensors; ``"loss"`` is minimised, every
-    entry's mean over the epoch reaches ``record``. ``record(epoch, stats, ok)`` is called at
+    one step per epoch without data) and returns scalar tensors: ``"objective"`` (the data loss
+    plus penalties) is minimised when present, else ``"loss"`` (the data loss); every entry's mean
+    over the epoch reaches ``record``. ``record(epoch, stats, ok)`` is called at
     epoch 0 of a fresh run and after every epoch, ``ok`` False for the epoch that diverged; it
     returns the history rows of that epoch (plain Python values) and may keep snapshots of its
     own. ``trained`` are the tensors checked for finiteness. ``state()`` returns everything of
@@ -327,7 +328,7 @@ def _epoch(job: Job, first_step: int) -> EpochStats:
             group["lr"] = lrs[-1]
         out = job.step(idx)
         job.optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
+        out.get("objective", out["loss"]).backward()
         job.optimizer.step()
         weight = 1 if idx is None else idx.numel()
         for name, value in out.items():

@@ -19,7 +19,6 @@ The experiments are plain functions returning tables:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd

@@ -39,8 +39,21 @@ def experiment_spec(wc, setting):
     return {k: spec[k] for k in ("dataset", "model", "evaluation")}
 
 
+# Every wildcard of every rule file, here and only here: a global constraint applies to the rules
+# defined after it, so constraints spread over the rule files would depend on their include order.
 wildcard_constraints:
     dataset="[A-Za-z0-9_.-]+",
     model="[A-Za-z0-9_.-]+",
     setting="[A-Za-z0-9_.-]+",
     seed="[0-9]+",
+    curve="[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",
+    plane="[A-Za-z0-9_.+-]+",
+    i="[0-9]+",
+    j="[0-9]+",
+    connector="[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",
+    mconnector="[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",
+    run="(constant|cyclic)/lr[0-9.e-]+/seed[0-9]+",
+    pair="[A-Za-z0-9_.-]+/seed[0-9]+-seed[0-9]+",
+    method="weight_matching|activation_matching",
+    spawn="[A-Za-z0-9_.-]+/seed[0-9]+",
+    k="[0-9]+",

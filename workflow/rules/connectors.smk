@@ -170,8 +170,3 @@ rule plot_connectors:
         **cpu_resources(),
     script:
         "../scripts/plot_connectors.py"
-
-
-wildcard_constraints:
-    connector="[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",
-    mconnector="[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",

@@ -27,7 +27,7 @@ def curve_spec(wc):
     c = curve(wc)
     return {**experiment_spec(wc, c["setting"]),
             "curve": {**c["train"], "kind": c["kind"], "bends": c["bends"]},
-            "ids": {"setting": c["setting"], "seed_a": c["a"], "seed_b": c["b"]}}
+            "ids": {"setting": c["setting"], "seed_a": c["a"], "seed_b": c["b"], "alignment": c["alignment"]}}
 
 
 def experiment_curves(wc, name):
@@ -141,7 +141,3 @@ rule plot_curve_functions:
         **cpu_resources(),
     script:
         "../scripts/plot_curve_functions.py"
-
-
-wildcard_constraints:
-    curve="[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",

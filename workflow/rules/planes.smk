@@ -137,9 +137,3 @@ rule animate_curve_training:
         **cpu_resources(),
     script:
         "../scripts/animate_curve_training.py"
-
-
-wildcard_constraints:
-    plane="[A-Za-z0-9_.+-]+",
-    i="[0-9]+",
-    j="[0-9]+",

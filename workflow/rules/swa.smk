@@ -73,7 +73,3 @@ rule plot_swa:
         **cpu_resources(),
     script:
         "../scripts/plot_swa.py"
-
-
-wildcard_constraints:
-    run="(constant|cyclic)/lr[0-9.e-]+/seed[0-9]+",

@@ -19,7 +19,7 @@ ts = torch.linspace(0, 1, snakemake.params.points, dtype=control.dtype)
 paths = {"curve": curves.point(cv["kind"], control.to(device), ts.to(device)),
          "line": curves.line_points(w1.flat.to(device), w2.flat.to(device), ts.to(device))}
 along, ens = curves.evaluate_paths(fm, paths, ts, ev, ds.task, spec["curve"]["l2"], batch_size=spec["evaluation"]["batch_size"])
-summary = curves.summarize(along, ("loss", "nll", "error") if ds.task == "classification" else ("loss", "nll"))
+summary = curves.summarise(along, ("objective", "loss", "error") if ds.task == "classification" else ("objective", "loss"))
 ids = dict(dataset=wc.dataset, model=wc.model, **spec["ids"], kind=cv["kind"], bends=int(spec["curve"]["bends"]),
            curve_status=cv["meta"].get("status", "ok"))
 io.write_parquet(along.assign(**ids), snakemake.output.along)

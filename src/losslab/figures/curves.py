@@ -7,9 +7,13 @@ import pandas as pd
 from . import plt, save
 
 
+_CURVE_KEYS = ["kind", "bends", "setting", "seed_a", "seed_b", "alignment"]
+
+
 def _label(g: pd.DataFrame) -> str:
     r = g.iloc[0]
-    return f"{r['kind']}{r['bends']} seeds {r['seed_a']}-{r['seed_b']}"
+    aligned = f" ({r['alignment']})" if r.get("alignment", "none") != "none" else ""
+    return f"{r['kind']}{r['bends']} seeds {r['seed_a']}-{r['seed_b']}{aligned}"
 
 
 def plot_along(along: pd.DataFrame, png: str, pdf: str | None = None) -> None:
@@ -17,7 +21,7 @@ def plot_along(along: pd.DataFrame, png: str, pdf: str | None = None) -> None:
     has_err = along["error"].notna().any()
     metrics = ["loss", "error"] if has_err else ["loss"]
     fig, axes = plt.subplots(len(metrics), 2, figsize=(10, 3.4 * len(metrics)), squeeze=False)
-    groups = list(along.groupby(["kind", "bends", "setting", "seed_a", "seed_b"], sort=True))
+    groups = list(along.groupby(_CURVE_KEYS, sort=True))
     for i, metric in enumerate(metrics):
         for j, split in enumerate(("train", "test")):
             ax = axes[i][j]
@@ -26,12 +30,13 @@ def plot_along(along: pd.DataFrame, png: str, pdf: str | None = None) -> None:
                 gs = g[g.split == split]
                 cur = gs[gs.path == "curve"].sort_values("t")
                 ax.plot(cur["t"], cur[metric], "-", color=f"C{n % 10}", label=f"{_label(g)} curve")
-                pair = (key[2], key[3], key[4])
-                if pair not in line_done:  # the line depends on the pair only
+                pair = tuple(key[2:])  # setting, seeds and alignment: the line differs after alignment
+                if pair not in line_done:  # the line depends on the pair (and alignment) only
                     line_done.add(pair)
                     ln = gs[gs.path == "line"].sort_values("t")
+                    aligned = f" ({key[5]})" if key[5] != "none" else ""
                     ax.plot(ln["t"], ln[metric], "--", color="0.3" if len(line_done) == 1 else f"C{(n + 5) % 10}",
-                            label=f"line seeds {key[3]}-{key[4]}")
+                            label=f"line seeds {key[3]}-{key[4]}{aligned}")
             ax.set(xlabel="t", ylabel=f"{split} {metric}", title=f"{split} {metric} along the path")
             if metric == "error":
                 ax.set_ylim(bottom=0)
@@ -44,12 +49,12 @@ def plot_ensemble(ens: pd.DataFrame, png: str, pdf: str | None = None, split: st
     """Ensemble of w1 with phi(t) over t, curve against line; the w1 + w2 ensemble as reference."""
     e = ens[ens.split == split]
     has_acc = e["ensemble_accuracy"].notna().any()
-    cols = [("ensemble_nll", "single_nll", "reference_nll", "NLL")]
+    cols = [("ensemble_loss", "single_loss", "reference_loss", "NLL")]
     if has_acc:
         cols.append(("ensemble_accuracy", "single_accuracy", "reference_accuracy", "accuracy"))
     fig, axes = plt.subplots(1, len(cols), figsize=(5.2 * len(cols), 3.8), squeeze=False)
     for ax, (ecol, scol, rcol, name) in zip(axes[0], cols):
-        for n, (key, g) in enumerate(e.groupby(["kind", "bends", "setting", "seed_a", "seed_b"], sort=True)):
+        for n, (key, g) in enumerate(e.groupby(_CURVE_KEYS, sort=True)):
             cur = g[g.path == "curve"].sort_values("t")
             ln = g[g.path == "line"].sort_values("t")
             c = f"C{n % 10}"
@@ -90,11 +95,11 @@ def plot_functions(pred: pd.DataFrame, pts: pd.DataFrame, along: pd.DataFrame, p
     a = along[along.split == "train"]
     for path, style in (("curve", "-"), ("line", "--")):
         g = a[a.path == path].sort_values("t")
-        ax2.plot(g["t"], g["nll"], style, color="C0" if path == "curve" else "0.3", label=path)
+        ax2.plot(g["t"], g["loss"], style, color="C0" if path == "curve" else "0.3", label=path)
     cur = a[a.path == "curve"].sort_values("t")
     for i, t in enumerate(ts):
         k = (cur["t"] - t).abs().idxmin()
-        ax2.plot(cur.loc[k, "t"], cur.loc[k, "nll"], "o", color=cmap(0.85 * i / max(1, len(ts) - 1)), ms=7)
+        ax2.plot(cur.loc[k, "t"], cur.loc[k, "loss"], "o", color=cmap(0.85 * i / max(1, len(ts) - 1)), ms=7)
     ax2.set(xlabel="t", ylabel="train MSE", yscale="log", title="training loss along the path")
     ax2.legend(fontsize=7)
     fig.tight_layout()

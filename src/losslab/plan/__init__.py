@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import connectors, curves, endpoints, planes, swa, tunnels, wedge
+from . import align, connectors, curves, endpoints, ensembles, planes, swa, tunnels, wedge
 from .core import Experiment, Plan, PlanError, key_text, value_label  # noqa: F401 (re-exported)
 from .. import catalog
 from .probe import Probe
@@ -27,18 +27,23 @@ def build_plan(config: dict, cache_dir=None) -> Plan:
     endpoints.add_main_experiment(plan)
     curves.add_regression_experiment(plan)
     tunnels.add_sweep_settings(plan)
+    align.add_width_settings(plan)
     # 2. facts: data shapes, and every configured network built on the meta device
-    probe_networks(plan, Probe(cache_dir))
-    # 3. the stages, each asking for the endpoints it needs
+    probe = Probe(cache_dir)
+    probe_networks(plan, probe)
+    # 3. the stages, each asking for the endpoints it needs (align adds curves: before planes)
     endpoints.plan_summary(plan)
     curves.plan_curves(plan)
+    align.plan_align(plan, probe)
     planes.plan_planes(plan)
     wedge.plan_wedge(plan)
     connectors.plan_connectors(plan)
     tunnels.plan_tunnels(plan)
     swa.plan_swa(plan)
+    ensembles.plan_ensembles(plan)
     # 4. the endpoint jobs those requests need
     endpoints.finish(plan)
+    probe.save()
     return plan
 
 

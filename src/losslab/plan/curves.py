@@ -76,7 +76,7 @@ def _curve_sets(plan: Plan) -> list[tuple[Experiment, dict, str]]:
 def plan_curves(plan: Plan) -> None:
     from .endpoints import check_bn_batch
 
-    curves: dict = {}
+    plan.stages["curves"] = {}
     for exp, cs, key in _curve_sets(plan):
         seen = set()
         for i, (a, b) in enumerate(cs["pairs"]):
@@ -89,31 +89,49 @@ def plan_curves(plan: Plan) -> None:
         exp.setting(cs["setting"], f"{key}.setting")
         if exp.networks[cs["setting"]]["bn_min_values"] == 1:
             check_bn_batch(exp, cs["train"]["batch_size"], f"{key}.batch_size")
-        ids = dict(dataset=exp.dataset, model=exp.model)
         for kind in cs["kinds"]:
             for i, (a, b) in enumerate(cs["pairs"]):
-                cid = f"{kind}{cs['bends']}/{cs['setting']}/seed{a}-seed{b}"
                 where = f"{key}.pairs[{i}]" if key == "curves" else key
                 w1 = plan.need_endpoint(exp, cs["setting"], a, where)
                 w2 = plan.need_endpoint(exp, cs["setting"], b, where)
-                curves[(exp.dataset, exp.model, cid)] = {
-                    "id": cid, "kind": kind, "bends": cs["bends"], "setting": cs["setting"], "a": a, "b": b,
-                    "w1": w1, "w2": w2, "train": cs["train"], "points": cs["points"]}
-                f = dict(ids, curve=cid)
-                plan.add_job("train_curve", (exp.dataset, exp.model, cid), ckpt=plan.path(OUT["ckpt"], **f),
-                             log_table=plan.path(OUT["log_table"], **f), epochs=plan.path(OUT["epochs"], **f))
-                plan.add_job("evaluate_curve", (exp.dataset, exp.model, cid), along=plan.path(OUT["along"], **f),
-                             summary=plan.path(OUT["summary"], **f), ensemble=plan.path(OUT["ensemble"], **f))
-                if is_function_regression(exp):
-                    plan.add_job("curve_predictions", (exp.dataset, exp.model, cid),
-                                 predictions=plan.path(OUT["predictions"], **f), data=plan.path(OUT["data"], **f))
-                    plan.add_job("plot_curve_functions", (exp.dataset, exp.model, cid),
-                                 png=plan.path(OUT["functions_png"], **f), pdf=plan.path(OUT["functions_pdf"], **f))
+                add_curve(plan, exp, cs, kind, a, b, w1, w2)
+        ids = dict(dataset=exp.dataset, model=exp.model)
         plan.add_job("curve_summary", exp.key, table=plan.path(OUT["gather"], **ids))
         plan.add_job("plot_curves", exp.key, along=plan.path(OUT["along_png"], **ids),
                      along_pdf=plan.path(OUT["along_pdf"], **ids), ensemble=plan.path(OUT["ensemble_png"], **ids),
                      ensemble_pdf=plan.path(OUT["ensemble_pdf"], **ids))
-    plan.stages["curves"] = curves
+
+
+def add_curve(plan: Plan, exp: Experiment, cs: dict, kind: str, a: int, b: int, w1: str, w2: str,
+              alignment: str = "none") -> None:
+    """One curve from checkpoint ``w1`` to ``w2`` and its jobs; ``alignment``: how ``w2`` was
+    aligned onto ``w1`` (the align stage), which names the curve ``seed{a}-seed{b}.{alignment}``."""
+    cid = f"{kind}{cs['bends']}/{cs['setting']}/seed{a}-seed{b}" + (f".{alignment}" if alignment != "none" else "")
+    plan.stages["curves"][(exp.dataset, exp.model, cid)] = {
+        "id": cid, "kind": kind, "bends": cs["bends"], "setting": cs["setting"], "a": a, "b": b,
+        "w1": w1, "w2": w2, "train": cs["train"], "points": cs["points"], "alignment": alignment}
+    f = dict(dataset=exp.dataset, model=exp.model, curve=cid)
+    k = (exp.dataset, exp.model, cid)
+    plan.add_job("train_curve", k, ckpt=plan.path(OUT["ckpt"], **f),
+                 log_table=plan.path(OUT["log_table"], **f), epochs=plan.path(OUT["epochs"], **f))
+    plan.add_job("evaluate_curve", k, along=plan.path(OUT["along"], **f),
+                 summary=plan.path(OUT["summary"], **f), ensemble=plan.path(OUT["ensemble"], **f))
+    if is_function_regression(exp):
+        plan.add_job("curve_predictions", k, predictions=plan.path(OUT["predictions"], **f),
+                     data=plan.path(OUT["data"], **f))
+        plan.add_job("plot_curve_functions", k, png=plan.path(OUT["functions_png"], **f),
+                     pdf=plan.path(OUT["functions_pdf"], **f))
+
+
+def add_aligned_curves(plan: Plan, exp: Experiment, setting: str, a: int, b: int, alignment: str,
+                       w1: str, aligned: str) -> None:
+    """The main curves' kinds between endpoint ``w1`` and the aligned copy of endpoint b."""
+    main = [cs for e, cs, key in _curve_sets(plan) if key == "curves"]
+    if not main:
+        return
+    cs = {**main[0], "setting": setting}
+    for kind in cs["kinds"]:
+        add_curve(plan, exp, cs, kind, a, b, w1, aligned, alignment)
 
 
 def is_function_regression(exp: Experiment) -> bool:

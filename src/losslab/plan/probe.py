@@ -115,6 +115,30 @@ class Probe:
         self._cached(["external", spec, list(in_shape), num_outputs, str(path.resolve()), st.st_size,
                       st.st_mtime_ns, strip_prefix, self._code_hash(spec)], compute)
 
+    def align_spec(self, plan, exp, setting: str, key: str) -> int:
+        """The number of hidden-unit groups of a setting's network (losslab.align derives them from
+        its graph); a network whose graph cannot be aligned soundly is refused with the reason."""
+        spec = exp.setting_model(setting)
+        shape = tuple(exp.info["in_shape"])
+
+        def compute():
+            import torch
+
+            from ..align import permutation_spec
+            from ..models import build_model
+
+            with torch.random.fork_rng(devices=[]):
+                module = build_model(spec, shape, exp.info["num_outputs"])
+            return len(permutation_spec(module, torch.zeros(2, *shape)).groups)
+
+        code = self._code_hash(spec)
+        try:
+            return self._cached(["align", spec, list(shape), code,
+                                 hashlib.sha256((PACKAGE / "align.py").read_bytes()).hexdigest()[:16]], compute)
+        except ValueError as exc:
+            raise PlanError(f"{key} = {setting!r}: the hidden units of model.name = {spec['name']!r} cannot be aligned: "
+                            f"{exc}; switch the align stage off (align.enabled: false) for this model") from None
+
     def save(self) -> None:
         if self.file and self.dirty:
             self.file.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,152 @@
+# Stage: fast ensembling at equal cost. Library: src/losslab/ensembles.py (evaluation, diversity),
+# src/losslab/fge.py (FGE), src/losslab/swa.py (snapshots, SWA), src/losslab/curves.py and
+# src/losslab/connectors.py (points along a curve, inside an m-connector). One rule per method,
+# one gather, one figure pair; every table has budget_epochs (the endpoints' own epochs included).
+#   {results}/{dataset}/{model}/ensembles/{independent,simplex}.parquet, fge/seed{s}.parquet,
+#   snapshots/seed{s}.parquet, curve/{curve}.parquet, summary.parquet
+from losslab.plan import ensembles as EN
+
+ENS = config["ensembles"]
+
+
+def ens(wc):
+    return EN.stage(PLAN, wc.dataset, wc.model)
+
+
+def ens_spec(wc):
+    return experiment_spec(wc, ens(wc)["setting"])
+
+
+rule ensemble_independent:
+    input:
+        code=lib("job", "ensembles"),
+        ckpts=lambda wc: ens(wc)["independent"],
+    output:
+        table=out(EN.OUT["independent"]),
+    params:
+        spec=ens_spec,
+        seeds=ENS["seeds"],
+        max_subsets=ENS["max_subsets"],
+        epochs=lambda wc: ens(wc)["epochs"],
+    log:
+        "logs/{dataset}/{model}/ensembles/independent.log",
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(runtime=30, mem_mb=4000),
+    script:
+        "../scripts/ensemble_independent.py"
+
+
+rule ensemble_fge:
+    input:
+        code=lib("job", "ensembles", "fge"),
+        start=lambda wc: ens(wc)["starts"][int(wc.seed)],
+    output:
+        table=out(EN.OUT["fge"]),
+        members=out(EN.OUT["fge_members"]),
+    params:
+        spec=ens_spec,
+        fge=ENS["fge"],
+        epochs=lambda wc: ens(wc)["epochs"],
+    log:
+        "logs/{dataset}/{model}/ensembles/fge/seed{seed}.log",
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(runtime=60, mem_mb=4000),
+    script:
+        "../scripts/ensemble_fge.py"
+
+
+rule ensemble_snapshots:
+    input:
+        code=lib("job", "ensembles", "swa"),
+        start=lambda wc: ens(wc)["starts"][int(wc.seed)],
+    output:
+        table=out(EN.OUT["snapshots"]),
+        members=out(EN.OUT["snapshot_members"]),
+    params:
+        spec=ens_spec,
+        snapshots=ENS["snapshots"],
+        epochs=lambda wc: ens(wc)["epochs"],
+    log:
+        "logs/{dataset}/{model}/ensembles/snapshots/seed{seed}.log",
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(runtime=60, mem_mb=4000),
+    script:
+        "../scripts/ensemble_snapshots.py"
+
+
+def ens_curve(wc):
+    return next(c for c in ens(wc)["curves"] if c["id"] == wc.curve)
+
+
+rule ensemble_curve:
+    input:
+        code=lib("job", "ensembles", "curves"),
+        ckpt=lambda wc: ens_curve(wc)["ckpt"],
+    output:
+        table=out(EN.OUT["curve"]),
+    params:
+        spec=ens_spec,
+        members=ENS["curve"]["members"],
+        budget=lambda wc: 2 * ens(wc)["epochs"] + ens_curve(wc)["epochs"],
+    log:
+        "logs/{dataset}/{model}/ensembles/curve/{curve}.log",
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(runtime=30, mem_mb=4000),
+    script:
+        "../scripts/ensemble_curve.py"
+
+
+rule ensemble_simplex:
+    input:
+        code=lib("job", "ensembles", "connectors"),
+        nodes=lambda wc: ens(wc)["simplex"]["nodes"],
+        optima=lambda wc: ens(wc)["simplex"]["optima"],
+    output:
+        table=out(EN.OUT["simplex"]),
+    params:
+        spec=ens_spec,
+        simplex=ENS["simplex"],
+        budget=lambda wc: ens(wc)["simplex"]["budget"],
+    log:
+        "logs/{dataset}/{model}/ensembles/simplex.log",
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(runtime=30, mem_mb=4000),
+    script:
+        "../scripts/ensemble_simplex.py"
+
+
+rule ensemble_summary:
+    input:
+        code=lib(),
+        tables=lambda wc: ens(wc)["tables"],
+    output:
+        table=out(EN.OUT["summary"]),
+    log:
+        "logs/{dataset}/{model}/ensembles/summary.log",
+    resources:
+        **cpu_resources(),
+    script:
+        "../scripts/gather_tables.py"
+
+
+rule plot_ensembles:
+    input:
+        code=lib("figures.ensembles"),
+        table=rules.ensemble_summary.output.table,
+    output:
+        budget=report(out(EN.OUT["fig"], name="budget", ext="png"),
+                      caption="../../src/losslab/figures/captions/ensembles_budget.rst", category="Ensembles"),
+        diversity=report(out(EN.OUT["fig"], name="diversity", ext="png"),
+                         caption="../../src/losslab/figures/captions/ensembles_diversity.rst", category="Ensembles"),
+        pdfs=[out(EN.OUT["fig"], name=n, ext="pdf") for n in ("budget", "diversity")],
+    log:
+        "logs/{dataset}/{model}/figures/ensembles.log",
+    resources:
+        **cpu_resources(),
+    script:
+        "../scripts/plot_ensembles.py"

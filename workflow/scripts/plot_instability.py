@@ -1,0 +1,7 @@
+"""Instability: barrier of the line between two spawned copies against the spawn epoch k (from Parquet only)."""
+from losslab import io
+from losslab.device import setup_job
+from losslab.figures import align as figs
+
+setup_job(snakemake.log[0])
+figs.plot_instability(io.read_parquet(snakemake.input.table), snakemake.output.png, snakemake.output.pdf)
