@@ -408,8 +408,8 @@ class Evaluator:
             x_cl = _channels_last(x)
             if timed:
                 with torch.no_grad():
-                    t_std = _timed(lambda: self.net(x), self.device, 5)
-                    t_cl = _timed(lambda: cl_net(x_cl), self.device, 5)
+                    t_std = _timed(lambda: self.net(x), self.device)
+                    t_cl = _timed(lambda: cl_net(x_cl), self.device)
                 self.timings.update(forward_contiguous=t_std, forward_channels_last=t_cl)
             if not timed or t_cl < t_std:
                 self.channels_last = True
@@ -424,8 +424,8 @@ class Evaluator:
             if timed:
                 with torch.no_grad():
                     dense.dense, dense.dense_bias = dense.expand(m.weight, m.bias)
-                    t_conv = _timed(lambda: m(inp), self.device, 5)
-                    t_dense = _timed(lambda: dense(inp), self.device, 5)
+                    t_conv = _timed(lambda: m(inp), self.device)
+                    t_dense = _timed(lambda: dense(inp), self.device)
                 self.timings.update({f"{name}:conv": t_conv, f"{name}:dense": t_dense})
             if not timed or t_dense < t_conv:
                 _set_submodule(self.net, name, dense)
@@ -643,17 +643,16 @@ class Evaluator:
         """Pick the mode, points per forward and samples per forward by timing one forward of
         each candidate on the job's own data (best of a few runs), within the memory budget.
 
-        Candidates: the per-point loop with 64, 128, ... samples per forward up to all of them,
-        then (``mode`` auto or vmap) vmap with 4, 16, 64, ... points per forward. The cost of a
-        candidate is its time per point for the whole split set; candidates are tried in order
-        of work while their estimated time fits in the calibration budget (5 % of the estimated
-        job time, at least 0.1 s), and growing the point count stops once it stops paying."""
+        Candidates, in order: the per-point loop with 64, 128, ... samples per forward up to all
+        of them, then (``mode`` auto or vmap, more than one point) vmap with 4, 16, 64, ...
+        points per forward on all samples (fewer where the budget says so). A candidate's cost is
+        its time per point for the whole split set. After the first, a candidate runs only if its
+        estimated time fits in the calibration budget (5 % of the estimated job time, at least
+        0.1 s), and a family stops growing after two candidates worse than the best so far."""
         x, y, seg = self._data(splits, first)
         n = x.shape[0]
         fixed_c, fixed_p = self.opt.data_chunk, self.opt.point_chunk
         chunks = [fixed_c] if fixed_c else sorted({min(n, 64 * 2**k) for k in range(12)})
-        results = {}
-        spent = 0.0
 
         def cost(mode: str, p: int, c: int) -> float:
             """Seconds per point of the whole split set with p points x c samples per forward."""
@@ -676,32 +675,27 @@ class Evaluator:
             t_prep = _timed(lambda: self._prepare(points(), first), self.device, 1)
             return (t_prep + t * n / c) / p
 
+        trials = []
         if self.opt.mode in ("auto", "loop"):
-            for c in chunks:
-                c = self._fit_chunk(c, 1)
-                if ("loop", 1, c) not in results:
-                    t0 = time.perf_counter()
-                    results[("loop", 1, c)] = cost("loop", 1, c)
-                    spent += time.perf_counter() - t0
-        best = min(results.values()) if results else math.inf
-        budget = max(0.1, 0.05 * n_points * best) if math.isfinite(best) else math.inf
+            trials += [("loop", 1, self._fit_chunk(c, 1)) for c in chunks]
         if self.opt.mode in ("auto", "vmap") and n_points > 1 and self._vmap_runs(make_state, splits, first):
-            points = [fixed_p] if fixed_p else [p for p in (4, 16, 64, 256, 1024) if p <= n_points] or [max(1, n_points)]
-            worse = 0
-            for p in points:
+            for p in [fixed_p] if fixed_p else [p for p in (4, 16, 64, 256, 1024) if p <= n_points] or [n_points]:
                 c = self._fit_chunk(fixed_c or n, p)
-                p = min(p, self._max_points(c)) if not fixed_p else p
-                est = 4 * p * c / n * best if math.isfinite(best) else 0.0
-                if self.opt.mode == "auto" and spent + est > budget:
-                    break
-                t0 = time.perf_counter()
-                results[("vmap", p, c)] = cost("vmap", p, c)
-                spent += time.perf_counter() - t0
-                worse = worse + 1 if results[("vmap", p, c)] > best else 0
-                best = min(best, results[("vmap", p, c)])
-                if worse >= 2:
-                    break
-        (self.mode, self.point_chunk, self.data_chunk), t_best = min(results.items(), key=lambda kv: kv[1])
+                trials.append(("vmap", p if fixed_p else min(p, self._max_points(c)), c))
+        results: dict = {}
+        worse = {"loop": 0, "vmap": 0}
+        spent = 0.0
+        for mode, p, c in dict.fromkeys(trials):
+            if results:
+                best = min(results.values())
+                if worse[mode] >= 2 or spent + 4 * p * c / n * best > max(0.1, 0.05 * n_points * best):
+                    continue
+            t0 = time.perf_counter()
+            r = cost(mode, p, c)
+            spent += time.perf_counter() - t0
+            worse[mode] = worse[mode] + 1 if results and r > min(results.values()) else 0
+            results[(mode, p, c)] = r
+        (self.mode, self.point_chunk, self.data_chunk), _ = min(results.items(), key=lambda kv: kv[1])
         self.calibration = {f"{m} P={p} n={c}": round(t * 1e3, 3) for (m, p, c), t in results.items()}
         self.calibrated = True
         log.info("engine calibration (ms per point): %s -> %s, %d points x %d samples per forward (%.2f s)",
