@@ -325,6 +325,9 @@ def main():
     args = ap.parse_args()
 
     device = get_device(args.device)
+    # plain fp32 everywhere (TF32 convolutions would differ from the reference by ~1e-3)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     cfg = default_config()
     budget = args.memory_budget_mb or cfg["compute"]["memory_budget_mb"]
     options = planes.EngineOptions.from_dict(cfg["planes"]["engine"], budget)

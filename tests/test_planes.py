@@ -306,6 +306,25 @@ def test_compiled_engine_equals_reference(digits_ev):
         assert train.loc[k, "loss"] == pytest.approx(ref["train_loss"], abs=1e-5)
 
 
+def test_failed_compilation_falls_back_to_the_eager_forward(digits_ev, monkeypatch):
+    ds, ev = digits_ev
+    fm, ws = _three({"name": "simplecnn"}, ds)
+    pl = planes.plane_from_points(*ws)
+
+    def broken(fn, **kw):
+        def run(*a):
+            raise RuntimeError("backend compiler failed")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    eng = planes.GridEngine(fm, pl, ev, "classification", planes.EngineOptions(compile="on", data_chunk=64))
+    eng.plan(2)
+    res = eng.evaluate([[0.5, 0.5], [1.0, 2.0]])
+    assert not eng.describe()["compiled"]
+    ref = _ref(fm, pl.at(torch.tensor([1.0, 2.0])), ev, "classification")
+    assert res["test_loss"][1] == pytest.approx(ref["test_loss"], abs=1e-5)
+
+
 def test_engine_memory_budget_bounds_chunks():
     ds = data.load_dataset("regression1d")
     ev = data.eval_data(ds, 1000, 1000, 32, 0)

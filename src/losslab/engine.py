@@ -570,8 +570,25 @@ class Evaluator:
                 return functional_call(net, state, (x,))
 
             fn = torch.vmap(one, in_dims=(0, None)) if batched else one
-            self._forwards[key] = fn if key[2] else torch.compile(fn, dynamic=False)
+            self._forwards[key] = fn if key[2] else self._compiled(fn, key)
         return self._forwards[key]
+
+    def _compiled(self, fn, key):
+        """``torch.compile(fn)``; should compiling fail (at its first call), the engine logs why
+        and goes on with ``fn`` itself, so a model the compiler cannot handle still runs."""
+        compiled = torch.compile(fn)
+
+        def run(state, x):
+            try:
+                return compiled(state, x)
+            except Exception as exc:  # a compiler error: the eager forward computes the same values
+                log.warning("engine: torch.compile failed (%s: %s); running eagerly", type(exc).__name__,
+                            str(exc).splitlines()[0] if str(exc) else "")
+                self.compiled = False
+                self._forwards[key] = fn
+                return fn(state, x)
+
+        return run
 
     def _step(self, fwd, state: dict, x, y, seg, acc: torch.Tensor, batched: bool) -> None:
         """One forward on a data chunk; adds its summed loss and correct count per split to
