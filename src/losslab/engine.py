@@ -127,17 +127,9 @@ def _trace(net: nn.Module, x: torch.Tensor, leaves: bool = False) -> list[tuple[
 
 
 def _activation_bytes_per_sample(module: nn.Module, x1: torch.Tensor) -> int:
-    """Bytes of all module outputs for one sample (an upper bound of the live activations)."""
-    total = [0]
-    hooks = [m.register_forward_hook(lambda m, i, o: total.__setitem__(0, total[0] + (o.numel() * o.element_size() if torch.is_tensor(o) else 0)))
-             for m in module.modules()]
-    try:
-        with torch.no_grad():
-            module(x1)
-    finally:
-        for h in hooks:
-            h.remove()
-    return max(total[0], x1.numel() * x1.element_size())
+    """Bytes of all layer outputs for one sample (an upper bound of the live activations)."""
+    outs = [o for *_, o in _trace(module, x1, leaves=True) if torch.is_tensor(o)]
+    return max(sum(o.numel() * o.element_size() for o in outs), x1.numel() * x1.element_size())
 
 
 def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
