@@ -55,7 +55,7 @@ class EngineOptions:
     mode: str = "auto"          # auto | loop | vmap: points per forward (loop: one; vmap: point_chunk)
     first_layer: str = "auto"   # auto | on | off: first-layer trick (auto: on where it saves FLOPs)
     lower: str = "auto"         # auto | on | off: dense convolutions, channels-last data (auto: where faster)
-    compile: str = "auto"       # auto | on | off: torch.compile (auto: on CUDA or >= compile_min_gflop)
+    compile: str = "auto"       # auto | on | off: torch.compile (auto: jobs of >= compile_min_gflop)
     compile_min_gflop: float = 500.0
     memory_budget_mb: float = 2048
     bn_batch: int = BN_BATCH
@@ -641,8 +641,7 @@ class Evaluator:
         when the job is big enough to repay the compile time, and sizes its calibration."""
         self.planned_points = max(self.planned_points, int(n_points))
         gflop = n_points * self.n_data * self.flops_per_sample / 1e9
-        if self.opt.compile == "on" or (self.opt.compile == "auto" and (
-                self.device.type == "cuda" or gflop >= self.opt.compile_min_gflop)):
+        if self.opt.compile == "on" or (self.opt.compile == "auto" and gflop >= self.opt.compile_min_gflop):
             if not self.compiled:
                 log.info("engine: torch.compile of the forward")
                 self.compiled = True

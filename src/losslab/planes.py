@@ -8,11 +8,12 @@
   Fort & Jastrzebski, Figure 2), scaled to the optimum's norm or filter-wise (Li et al. 2018).
 * :func:`grid_axes`, :func:`tile_ranges` -- a G x G grid with margins, split into tiles.
 * :class:`GridEngine` / :func:`evaluate_grid` -- train/test loss and accuracy at many grid
-  points. It preloads the data once, never syncs with the host per point, bounds its working
-  memory by a budget, and uses the first-layer linearity trick: the first layer is linear in
-  its weights, so its output at ``w(x, y)`` is ``z0 + x * z1 + y * z2`` for three outputs
-  computed once per job. Optional ``torch.compile`` of the rest of the forward, and ``vmap``
-  over many points for models without convolutions (see README "Loss planes" for timings).
+  points: the evaluation engine of :mod:`losslab.engine` with the plane as its basis. It
+  preloads the data once, never syncs with the host per point, bounds its working memory by a
+  budget, and picks its levers per job (dense products for small convolutions, channels-last
+  data, the first-layer trick ``z0 + x z1 + y z2``, vmap over many points or a per-point loop,
+  chunk sizes); ``describe()`` says which path ran.
+* :func:`reference_point` -- the field's one-point-at-a-time loop, the engine's test oracle.
 """
 from __future__ import annotations
 
@@ -281,7 +282,8 @@ class GridEngine(Evaluator):
 def evaluate_grid(fm: FlatModel, plane: Plane, xs, ys, ev, task: str, options: EngineOptions | None = None,
                   device=None, engine: GridEngine | None = None, progress: bool = False) -> pd.DataFrame:
     """Evaluate the points ``(xs[k], ys[k])`` of a plane. Long-format table: one row per point
-    and split with columns x, y, split, loss, accuracy, bn_policy (plus engine details).
+    and split with columns x, y, split, loss, accuracy, status, bn_policy. The engine's path
+    (``GridEngine.describe()``) and its speed go to the log.
 
     ``xs`` and ``ys`` are the coordinates of the points (equal lengths); for a full grid pass
     the raveled meshgrid (see :func:`tile_coords`). The sweeps stage reuses this for 2-D slices.
