@@ -266,15 +266,25 @@ def _sync(device: torch.device) -> None:
 
 def _timed(fn, device: torch.device, reps: int = 3) -> float:
     """Best wall time in seconds of ``fn`` over ``reps`` runs after one warm-up."""
-    fn()
-    best = math.inf
+    return _timed_pair(fn, None, device, reps)[0]
+
+
+def _timed_pair(fn_a, fn_b, device: torch.device, reps: int = 3) -> tuple[float, float]:
+    """Best wall times of ``fn_a`` and ``fn_b`` (None: not timed, inf), their runs interleaved
+    so that a change in the machine's load hits both alike."""
+    best = [math.inf, math.inf]
+    for f in (fn_a, fn_b):
+        if f is not None:
+            f()
     for _ in range(reps):
-        _sync(device)
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return best
+        for k, f in enumerate((fn_a, fn_b)):
+            if f is not None:
+                _sync(device)
+                t = time.perf_counter()
+                f()
+                _sync(device)
+                best[k] = min(best[k], time.perf_counter() - t)
+    return best[0], best[1]
 
 
 def _per_sample(out: torch.Tensor, y: torch.Tensor, task: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -400,8 +410,7 @@ class Evaluator:
             x_cl = _channels_last(x)
             if timed:
                 with torch.no_grad():
-                    t_std = _timed(lambda: self.net(x), self.device)
-                    t_cl = _timed(lambda: cl_net(x_cl), self.device)
+                    t_std, t_cl = _timed_pair(lambda: self.net(x), lambda: cl_net(x_cl), self.device)
                 self.timings.update(forward_contiguous=t_std, forward_channels_last=t_cl)
             if not timed or t_cl < t_std:
                 self.channels_last = True
@@ -416,8 +425,7 @@ class Evaluator:
             if timed:
                 with torch.no_grad():
                     dense.dense, dense.dense_bias = dense.expand(m.weight, m.bias)
-                    t_conv = _timed(lambda: m(inp), self.device)
-                    t_dense = _timed(lambda: dense(inp), self.device)
+                    t_conv, t_dense = _timed_pair(lambda: m(inp), lambda: dense(inp), self.device)
                 self.timings.update({f"{name}:conv": t_conv, f"{name}:dense": t_dense})
             if not timed or t_dense < t_conv:
                 _set_submodule(self.net, name, dense)
