@@ -291,11 +291,11 @@ def test_engine_evaluates_flat_vectors_on_chosen_splits(datasets):
 
 
 def test_compiled_engine_equals_reference(digits_ev):
-    """compile: auto compiles a big enough job (threshold 0 here)."""
+    """compile: auto compiles a long enough job (threshold 0 s here), after its calibration."""
     ds, ev = digits_ev
     fm, ws = _three({"name": "simplecnn"}, ds)
     pl = planes.plane_from_points(*ws)
-    eng = planes.GridEngine(fm, pl, ev, "classification", planes.EngineOptions(compile="auto", compile_min_gflop=0))
+    eng = planes.GridEngine(fm, pl, ev, "classification", planes.EngineOptions(compile="auto", compile_min_seconds=0))
     assert not eng.describe()["compiled"]
     coords = np.array([[0.5, 0.5], [3.0, -1.0], [-1.0, 2.0]])
     df = planes.evaluate_grid(fm, pl, coords[:, 0], coords[:, 1], ev, "classification", engine=eng)
