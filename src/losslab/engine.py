@@ -12,7 +12,8 @@ per-layer overhead rather than arithmetic. Its levers, each chosen per job and r
   is faster (CPU max-pooling is several times faster on it). Only exact ``nn.Conv1d``/``nn.Conv2d``
   layers are lowered; every other layer runs as written.
 * **first-layer trick** (``first_layer``): for points ``origin + coefs @ directions`` the first
-  layer, linear in its weights, outputs ``z0 + sum_k coefs_k z_k``, computed once per job.
+  layer, linear in its weights, outputs ``z0 + sum_k coefs_k z_k``, computed once per job (where
+  a timing says that beats running the layer).
 * **many points per forward** (``mode``): ``torch.vmap`` over the points (the per-point loop is
   the fallback and the choice wherever it measures faster or vmap cannot run the model).
 * **chunks** (``data_chunk``, ``point_chunk``): picked by a short on-line calibration within
@@ -54,7 +55,7 @@ class EngineOptions:
     """How the engine evaluates; the defaults choose every lever per job (see module doc)."""
 
     mode: str = "auto"          # auto | loop | vmap: points per forward (loop: one; vmap: point_chunk)
-    first_layer: str = "auto"   # auto | on | off: first-layer trick (auto: on where it saves FLOPs)
+    first_layer: str = "auto"   # auto | on | off: first-layer trick (auto: where measured faster)
     lower: str = "auto"         # auto | on | off: dense convolutions, channels-last data (auto: where faster)
     compile: str = "auto"       # auto | on | off: torch.compile (auto: jobs of >= compile_min_seconds)
     compile_min_seconds: float = 300.0  # calibrated eager time of a job from which compiling pays off
@@ -373,7 +374,7 @@ class Evaluator:
         """(name, layer) of the first parameterised layer when the first-layer trick applies: an
         exact Linear/Conv fed the raw input, called once, whose outputs under the basis fit in
         half the memory budget, and (``first_layer: auto``) whose fan-in exceeds the basis size, so
-        that the trick saves multiply-adds. None otherwise (an error for ``first_layer: on``)."""
+        that the trick can save multiply-adds. None otherwise (an error for ``first_layer: on``)."""
         calls = _trace(self.net, self.x_probe)
         leaves = _trace(self.net, self.x_probe, leaves=True)
         why = ""
@@ -438,7 +439,10 @@ class Evaluator:
 
     def _setup_first(self, name: str, layer: nn.Module):
         """Replace the first layer by :class:`_Injected` in a second copy of the network and
-        precompute its inputs: the layer's outputs under the origin and every direction."""
+        precompute its inputs: the layer's outputs under the origin and every direction. With
+        ``first_layer: auto`` only where the combination measures faster than the layer itself
+        on the probe batch: it saves multiply-adds but streams m + 1 stored outputs from memory
+        per point, which loses against a fast convolution on a big input."""
         pnames = [n for n in self.fm.names if n.startswith(name + ".")]
         views = [self.fm.params(v) for v in torch.cat([self.origin[None], self.dirs])]
         cl = self.channels_last
@@ -448,10 +452,24 @@ class Evaluator:
                 zs = [functional_call(layer, {n[len(name) + 1:]: p[n] for n in pnames}, (x,)) for p in views]
                 return torch.stack([z.movedim(1, -1) if cl else z for z in zs]).transpose(0, 1)  # [N, m+1, ...], direction-major
 
+        injected = _Injected(self.dirs.shape[0], cl).to(self.device)
+        if self.opt.first_layer == "auto":
+            own = self.net.get_submodule(name)  # the layer as the engine would run it (lowered, in layout)
+            x, z = self._inputs(self.x_probe, False), outs(self.x_probe)
+            injected.coef.fill_(0.5)
+            with torch.no_grad():
+                if isinstance(own, _DenseConv):
+                    own.dense, own.dense_bias = own.expand(own.weight, own.bias)
+                t_layer, t_trick = _timed_pair(lambda: own(x), lambda: injected(z), self.device)
+            self.timings.update(first_layer=t_layer, first_layer_trick=t_trick)
+            if t_trick >= t_layer:
+                log.info("first-layer trick off: the layer itself is faster (%.2f ms vs %.2f ms on %d samples)",
+                         t_layer * 1e3, t_trick * 1e3, x.shape[0])
+                return
         self.first = name
         self.first_outputs = outs
         self.net_first = copy.deepcopy(self.net)
-        _set_submodule(self.net_first, name, _Injected(self.dirs.shape[0], cl).to(self.device))
+        _set_submodule(self.net_first, name, injected)
 
     def _fit_chunk(self, chunk: int, points: int) -> int:
         """``chunk`` samples, fewer where ``points`` points' activations (x2 for temporaries)
