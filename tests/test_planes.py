@@ -2,7 +2,6 @@
 renders and the animation; one end-to-end run of the planes stage through Snakemake."""
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pandas as pd

@@ -78,7 +78,7 @@ class EngineOptions:
             raise ValueError(f"engine option memory_budget_mb = {self.memory_budget_mb}; it must be > 0")
 
     @classmethod
-    def from_dict(cls, d: dict | None, memory_budget_mb: float | None = None) -> "EngineOptions":
+    def from_dict(cls, d: dict | None, memory_budget_mb: float | None = None) -> EngineOptions:
         """Options from a config block (``planes.engine``); unknown keys are an error."""
         d = dict(d or {})
         unknown = sorted(set(d) - set(cls.KEYS))
@@ -427,7 +427,7 @@ class Evaluator:
             if timed:
                 with torch.no_grad():
                     dense.dense, dense.dense_bias = dense.expand(m.weight, m.bias)
-                    t_conv, t_dense = _timed_pair(lambda: m(inp), lambda: dense(inp), self.device)
+                    t_conv, t_dense = _timed_pair(lambda m=m, inp=inp: m(inp), lambda d=dense, inp=inp: d(inp), self.device)
                 self.timings.update({f"{name}:conv": t_conv, f"{name}:dense": t_dense})
             if not timed or t_dense < t_conv:
                 _set_submodule(self.net, name, dense)
@@ -622,7 +622,7 @@ class Evaluator:
         the reason is kept in ``vmap_error``. A model with an op that has no batching rule or with
         data-dependent control flow cannot; ``mode: vmap`` then is an error."""
         if "vmap" not in self._checked:
-            x, y, seg = self._data(splits, first)
+            x = self._data(splits, first)[0]
             state = {k: v.expand(2, *v.shape[1:]) for k, v in make_state(0, 1).items()}
             self._prepare(state, first)
             if self.has_bn:
