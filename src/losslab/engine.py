@@ -351,7 +351,7 @@ class Evaluator:
         self.cl_weights: list[str] = []
         self.first = None
         self.net_first = None
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, float] = {}  # seconds of the lowering and trick choices, for the log
         first = self._find_first() if self.origin is not None and self.opt.first_layer != "off" else None
         if self.opt.lower != "off":
             self._lower()
@@ -434,8 +434,8 @@ class Evaluator:
                 self.dense.append(name)
         if self.channels_last:
             self.cl_weights = [f"{n}.weight" for n, m in self.net.named_modules() if isinstance(m, nn.Conv2d)]
-        log.info("engine lowering: channels_last=%s, dense convolutions: %s", self.channels_last,
-                 ", ".join(self.dense) or "none")
+        log.info("engine lowering: channels_last=%s, dense convolutions: %s (timings, ms: %s)", self.channels_last,
+                 ", ".join(self.dense) or "none", {k: round(v * 1e3, 3) for k, v in self.timings.items()})
 
     def _setup_first(self, name: str, layer: nn.Module):
         """Replace the first layer by :class:`_Injected` in a second copy of the network and
