@@ -117,63 +117,238 @@ def test_grid_and_tiles():
 
 
 # ----- engine vs. the one-point reference ------------------------------------------------------
-@pytest.mark.parametrize("batchnorm", [False, True])
-@pytest.mark.parametrize("first_layer", ["on", "off"])
-def test_engine_equals_one_point_reference(digits_ev, batchnorm, first_layer):
-    ds, ev = digits_ev
-    fm, ws = _three({"name": "simplecnn", "batchnorm": batchnorm}, ds)
-    pl = planes.plane_from_points(*ws)
-    xs, ys = planes.grid_axes(planes.grid_bounds(pl, 0.2), 3)
-    X, Y, _, _ = planes.tile_coords(xs, ys, 1, 0, 0)
-    eng = planes.GridEngine(fm, pl, ev, "classification", planes.EngineOptions(first_layer=first_layer, compile="off", data_chunk=32))
-    assert eng.describe()["first_layer_trick"] == (first_layer == "on") and eng.data_chunk == 32  # chunked sums
-    res = eng.evaluate(np.stack([X, Y], 1))
-    for k in range(len(X)):
-        ref = _ref(fm, pl.at(torch.tensor([X[k], Y[k]])), ev, "classification")
-        for key, v in ref.items():
-            assert res[key][k] == pytest.approx(v, abs=1e-5), (key, k)
-    # BN: the module itself was not modified by the engine
-    assert fm.module.training
+class _ScaledConv(torch.nn.Conv2d):
+    """A Conv2d subclass with its own forward (weight standardisation): not an exact Conv2d, so
+    neither lowered nor used for the first-layer trick."""
+
+    def forward(self, x):
+        w = self.weight / self.weight.flatten(1).norm(dim=1)[:, None, None, None]
+        return torch.nn.functional.conv2d(x, w, self.bias, self.stride, self.padding)
 
 
-def test_compiled_engine_with_first_layer_trick_equals_reference(digits_ev):
-    """compile: auto compiles a big enough job (threshold 0 here) and then uses the trick."""
+class _Odd(torch.nn.Module):
+    """A model the engine cannot lower or batch: a convolution subclass, a circularly padded
+    convolution, a parameter used directly, and a data-dependent branch vmap cannot trace."""
+
+    def __init__(self, in_shape, num_outputs):
+        super().__init__()
+        c, h, w = in_shape
+        self.conv = _ScaledConv(c, 4, 3, padding=1)
+        self.circ = torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="circular")
+        self.gain = torch.nn.Parameter(torch.linspace(0.5, 1.5, 4))
+        self.head = torch.nn.Linear(4 * h * w, num_outputs)
+
+    def forward(self, x):
+        h = torch.tanh(self.conv(x)) * self.gain[:, None, None]
+        if bool(h.abs().amax() > 1e6):  # never true; vmap cannot branch on data
+            h = h / 1e6
+        return self.head(self.circ(h).relu().flatten(1))
+
+
+CASES = {  # name: (dataset, model spec or a builder of an unregistered model)
+    "simplecnn": ("digits", {"name": "simplecnn", "width": 0.5}),
+    "simplecnn-bn": ("digits", {"name": "simplecnn", "width": 0.5, "batchnorm": True}),
+    "resnet20-bn": ("digits", {"name": "resnet20", "width": 0.25, "batchnorm": True, "options": {"blocks": 1}}),
+    "resnet20-bn-noskip": ("digits", {"name": "resnet20", "width": 0.25, "batchnorm": True, "options": {"skip": False, "blocks": 1}}),
+    "mlp-classification": ("digits", {"name": "mlp", "options": {"hidden": 16}}),
+    "mlp-regression": ("regression1d", {"name": "mlp", "options": {"hidden": 16}}),
+    "vgg_small": ("digits", {"name": "vgg_small", "width": 0.25}),
+    "custom": ("digits", _Odd),
+}
+PATHS = {  # engine paths: every lever forced on or off, and the calibrated choice
+    "loop-lowered-first": dict(mode="loop", lower="on", first_layer="on", data_chunk=50),
+    "loop-plain": dict(mode="loop", lower="off", first_layer="off"),
+    "vmap-lowered-first": dict(mode="vmap", lower="on", first_layer="on", point_chunk=3, data_chunk=64),
+    "vmap-plain": dict(mode="vmap", lower="off", first_layer="off", point_chunk=4),
+    "auto": dict(),
+}
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    out = {}
+    for name, n in (("digits", (96, 80, 48)), ("regression1d", (120, 90, 32))):
+        ds = data.load_dataset(name)
+        out[name] = (ds, data.eval_data(ds, *n, 0))
+    return out
+
+
+def _case(name, datasets):
+    dname, spec = CASES[name]
+    ds, ev = datasets[dname]
+    if callable(spec):
+        vecs = []
+        for s in (0, 1, 2, 0):
+            torch.manual_seed(s)
+            vecs.append(flat.FlatModel(spec(ds.in_shape, ds.num_outputs)).flatten().clone())
+        fm, ws = flat.FlatModel(spec(ds.in_shape, ds.num_outputs)), vecs[:3]
+    else:
+        fm, ws = _three(spec, ds)
+    return ds, ev, fm, planes.plane_from_points(*ws)
+
+
+def _reference(fm, pl, coords, ev, task):
+    return [planes.reference_point(fm, pl.at(torch.tensor(xy, dtype=torch.float32)), ev, task) for xy in coords]
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("case", list(CASES))
+def test_engine_paths_equal_one_point_reference(datasets, case, path):
+    ds, ev, fm, pl = _case(case, datasets)
+    opts = dict(PATHS[path], compile="off")
+    if case in ("custom", "mlp-classification", "mlp-regression") and opts.get("first_layer") == "on":
+        # a Conv2d subclass, or a Linear fed the flattened input: no first-layer trick
+        with pytest.raises(ValueError, match="first_layer: on"):
+            planes.GridEngine(fm, pl, ev, ds.task, planes.EngineOptions(**opts))
+        opts["first_layer"] = "auto"
+    coords = np.random.default_rng(1).uniform(-0.5, 1.5, (7, 2)) * [[pl.points["w2"][0], pl.points["w3"][1]]]
+    eng = planes.GridEngine(fm, pl, ev, ds.task, planes.EngineOptions(**opts))
+    if case == "custom" and opts.get("mode") == "vmap":
+        with pytest.raises(ValueError, match="vmap cannot run this model"):
+            eng.evaluate(coords)
+        return
+    res = eng.evaluate(coords)
+    d = eng.describe()
+    ref = _reference(fm, pl, coords, ev, ds.task)
+    for k in range(len(coords)):
+        for key, v in ref[k].items():
+            if ds.task == "regression" and key.endswith("accuracy"):
+                assert np.isnan(res[key][k])
+            else:
+                assert res[key][k] == pytest.approx(v, abs=1e-5), (key, k, d)
+    # the path that ran is the one asked for
+    if "mode" in opts:
+        assert d["engine_mode"] == opts["mode"]
+        assert d["point_chunk"] == opts.get("point_chunk", 1)
+    else:
+        assert d["calibrated"] and d["engine_mode"] in ("loop", "vmap") and d["data_chunk"] >= 1
+    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in fm.module.modules())
+    if opts.get("lower") == "on":
+        assert d["channels_last"] == has_conv
+        assert bool(d["dense_layers"]) == (has_conv and case != "custom")  # 8x8 inputs: every plain conv is small
+    if opts.get("lower") == "off":
+        assert not d["channels_last"] and not d["dense_layers"]
+    if opts.get("first_layer") in ("on", "off"):
+        assert d["first_layer_trick"] == (opts["first_layer"] == "on")
+    if case == "custom":
+        assert not d["dense_layers"] and not d["first_layer_trick"]
+        if "mode" not in opts:  # auto: vmap was tried, failed, and the loop took over
+            assert d["engine_mode"] == "loop" and "vmap_error" in d
+
+
+def test_custom_model_in_vmap_mode_is_a_clear_error(datasets):
+    ds, ev, fm, pl = _case("custom", datasets)
+    eng = planes.GridEngine(fm, pl, ev, ds.task, planes.EngineOptions(mode="vmap", point_chunk=2))
+    with pytest.raises(ValueError, match="vmap cannot run this model"):
+        eng.evaluate(np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("conv", [
+    dict(cls=torch.nn.Conv2d, args=(3, 4, 3), kw=dict(padding=1)),
+    dict(cls=torch.nn.Conv2d, args=(4, 6, (3, 2)), kw=dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2)),
+    dict(cls=torch.nn.Conv2d, args=(2, 3, 1), kw=dict(bias=False)),
+    dict(cls=torch.nn.Conv1d, args=(3, 5, 3), kw=dict(stride=2, padding=2)),
+])
+def test_dense_convolution_equals_the_convolution(conv):
+    from losslab.engine import _DenseConv
+
+    torch.manual_seed(0)
+    layer = conv["cls"](*conv["args"], **conv["kw"])
+    x = torch.randn(5, conv["args"][0], *((7, 6) if conv["cls"] is torch.nn.Conv2d else (9,)))
+    dense = _DenseConv(layer, tuple(x.shape[1:]))
+    with torch.no_grad():
+        ws = torch.stack([layer.weight, 2 * layer.weight])  # batched weights: two points
+        bs = None if layer.bias is None else torch.stack([layer.bias, -layer.bias])
+        dense.dense, dense.dense_bias = (t[1] for t in dense.expand(ws, bs))
+        expect = torch.nn.functional.conv2d if x.dim() == 4 else torch.nn.functional.conv1d
+        ref = expect(x, 2 * layer.weight, None if bs is None else -layer.bias, layer.stride, layer.padding,
+                     layer.dilation, layer.groups)
+        assert torch.allclose(dense(x), ref, atol=1e-5)
+    assert dense(x).shape == ref.shape
+    # every weight is used, and each (input, output) pair by at most one weight
+    assert set(dense.index.unique().tolist()) == set(range(layer.weight.numel() + 1))
+
+
+def test_engine_evaluates_flat_vectors_on_chosen_splits(datasets):
+    from losslab.engine import Evaluator
+
+    ds, ev, fm, pl = _case("simplecnn-bn", datasets)
+    vecs = pl.at(torch.tensor([[0.1, 0.2], [1.0, -0.5], [2.0, 1.0]]))
+    eng = Evaluator(fm, ev, ds.task, planes.EngineOptions(compile="off"))
+    res = eng.evaluate_vectors(vecs, ("test",))
+    assert set(res) == {"test"} and res["test"]["loss"].dtype == torch.float64
+    n = ev.test_x.shape[0]
+    for k, v in enumerate(vecs):
+        ref = planes.reference_point(fm, v, ev, ds.task)
+        assert float(res["test"]["loss"][k]) / n == pytest.approx(ref["test_loss"], abs=1e-5)
+        assert float(res["test"]["correct"][k]) == pytest.approx(ref["test_accuracy"] * n, abs=1e-3)
+    with pytest.raises(ValueError, match="shape"):
+        eng.evaluate_vectors(vecs[:, :10])
+    with pytest.raises(ValueError, match="no basis"):
+        eng.evaluate_coefs([[0.0, 0.0]])
+    with pytest.raises(ValueError, match="unknown split"):
+        eng.evaluate_vectors(vecs, ("val",))
+
+
+def test_compiled_engine_equals_reference(digits_ev):
+    """compile: auto compiles a long enough job (threshold 0 s here), after its calibration."""
     ds, ev = digits_ev
     fm, ws = _three({"name": "simplecnn"}, ds)
     pl = planes.plane_from_points(*ws)
-    eng = planes.GridEngine(fm, pl, ev, "classification", planes.EngineOptions(compile="auto", compile_min_gflop=0))
-    assert not eng.describe()["compiled"] and not eng.describe()["first_layer_trick"]
+    eng = planes.GridEngine(fm, pl, ev, "classification", planes.EngineOptions(compile="auto", compile_min_seconds=0))
+    assert not eng.describe()["compiled"]
     coords = np.array([[0.5, 0.5], [3.0, -1.0], [-1.0, 2.0]])
     df = planes.evaluate_grid(fm, pl, coords[:, 0], coords[:, 1], ev, "classification", engine=eng)
-    assert eng.describe()["compiled"] and eng.describe()["first_layer_trick"]
+    assert eng.describe()["compiled"]
     train = df[df["split"] == "train"].reset_index(drop=True)
     for k, xy in enumerate(coords):
         ref = _ref(fm, pl.at(torch.tensor(xy)), ev, "classification")
         assert train.loc[k, "loss"] == pytest.approx(ref["train_loss"], abs=1e-5)
 
 
-def test_engine_vmap_mode_for_mlp_regression():
+def test_failed_compilation_falls_back_to_the_eager_forward(digits_ev, monkeypatch):
+    ds, ev = digits_ev
+    fm, ws = _three({"name": "simplecnn"}, ds)
+    pl = planes.plane_from_points(*ws)
+
+    def broken(fn, **kw):
+        def run(*a):
+            raise RuntimeError("backend compiler failed")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    eng = planes.GridEngine(fm, pl, ev, "classification", planes.EngineOptions(compile="on", data_chunk=64))
+    eng.plan(2)
+    res = eng.evaluate([[0.5, 0.5], [1.0, 2.0]])
+    assert not eng.describe()["compiled"]
+    ref = _ref(fm, pl.at(torch.tensor([1.0, 2.0])), ev, "classification")
+    assert res["test_loss"][1] == pytest.approx(ref["test_loss"], abs=1e-5)
+
+
+def test_engine_memory_budget_bounds_chunks():
     ds = data.load_dataset("regression1d")
     ev = data.eval_data(ds, 1000, 1000, 32, 0)
-    spec = {"name": "mlp", "options": {"hidden": 16}}
-    fm, ws = _three(spec, ds)
+    fm, ws = _three({"name": "mlp", "options": {"hidden": 16}}, ds)
     pl = planes.plane_from_points(*ws)
-    coords = np.random.default_rng(0).uniform(-1, 3, (7, 2))
-    eng = planes.GridEngine(fm, pl, ev, "regression", planes.EngineOptions(memory_budget_mb=16))
-    assert eng.mode == "vmap"
-    res = eng.evaluate(coords)
-    for k, (x, y) in enumerate(coords):
-        ref = _ref(fm, pl.at(torch.tensor([x, y])), ev, "regression")
-        assert res["train_loss"][k] == pytest.approx(ref["train_loss"], rel=1e-5, abs=1e-5)
-        assert res["test_loss"][k] == pytest.approx(ref["test_loss"], rel=1e-5, abs=1e-5)
-    assert np.isnan(res["train_accuracy"]).all()
+    coords = np.random.default_rng(0).uniform(-1, 3, (40, 2))
+    big = planes.GridEngine(fm, pl, ev, "regression", planes.EngineOptions(mode="vmap"))
+    small = planes.GridEngine(fm, pl, ev, "regression", planes.EngineOptions(mode="vmap", memory_budget_mb=0.05))
+    a, b = big.evaluate(coords), small.evaluate(coords)
+    assert small.data_chunk * small.point_chunk < big.data_chunk * big.point_chunk
+    assert small.data_chunk < ev.train_x.shape[0] + ev.test_x.shape[0]
+    np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-6, atol=1e-6)
 
 
-def test_engine_rejects_vmap_with_batchnorm(digits_ev):
-    ds, ev = digits_ev
-    fm, ws = _three({"name": "simplecnn", "batchnorm": True}, ds)
-    with pytest.raises(ValueError, match="BatchNorm"):
-        planes.GridEngine(fm, planes.plane_from_points(*ws), ev, "classification", planes.EngineOptions(mode="vmap"))
+def test_engine_options_are_checked():
+    with pytest.raises(ValueError, match="mode = 'grid'; allowed: auto, loop, vmap"):
+        planes.EngineOptions(mode="grid")
+    with pytest.raises(ValueError, match="lower"):
+        planes.EngineOptions(lower="maybe")
+    with pytest.raises(ValueError, match="point_chunk"):
+        planes.EngineOptions(point_chunk=-1)
+    with pytest.raises(ValueError, match="unknown engine option"):
+        planes.EngineOptions.from_dict({"modee": "loop"})
+    assert planes.EngineOptions.from_dict({"mode": "loop"}, 64).memory_budget_mb == 64
 
 
 def test_defining_points_evaluate_to_their_own_losses(digits_ev):

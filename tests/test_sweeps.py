@@ -122,6 +122,28 @@ def test_batched_losses_match_one_point_at_a_time(digits_small):
     assert torch.allclose(batched, loop, atol=1e-5)
 
 
+def test_batched_losses_with_batchnorm_recompute_statistics_per_point(digits_small):
+    ds, ev = digits_small
+    torch.manual_seed(0)
+    fm = FlatModel(build_model({"name": "simplecnn", "width": 0.5, "batchnorm": True}, ds.in_shape, 10))
+    w = fm.flatten()
+    vecs = w + 0.2 * torch.randn(4, fm.numel, generator=torch.Generator().manual_seed(4))
+    batched = tunnels.batch_losses(fm, vecs, ev.train_x, ev.train_y, "classification", bn_x=ev.bn_x, chunk=3)
+    loop = torch.tensor([evaluate(fm, v, ev.train_x, ev.train_y, "classification", fm.recompute_bn(v, ev.bn_x))["loss"]
+                         for v in vecs])
+    assert torch.allclose(batched, loop, atol=1e-5)
+    with pytest.raises(ValueError, match="bn_x"):
+        tunnels.batch_losses(fm, vecs, ev.train_x, ev.train_y, "classification")
+
+
+def test_tunnel_losses_of_diverged_points_are_infinite(digits_small):
+    ds, ev = digits_small
+    fm = FlatModel(build_model({"name": "simplecnn", "width": 0.5}, ds.in_shape, 10))
+    vecs = torch.stack([fm.flatten(), torch.full((fm.numel,), math.nan)])
+    losses = tunnels.batch_losses(fm, vecs, ev.train_x, ev.train_y, "classification")
+    assert math.isfinite(float(losses[0])) and losses[1] == math.inf
+
+
 def test_summarise_widths_marks_diverged_and_partial():
     rows = []
     for setting, statuses in (("a", ["ok", "ok"]), ("b", ["ok", "diverged"]), ("c", ["diverged", "diverged"])):

@@ -8,15 +8,15 @@
   Fort & Jastrzebski, Figure 2), scaled to the optimum's norm or filter-wise (Li et al. 2018).
 * :func:`grid_axes`, :func:`tile_ranges` -- a G x G grid with margins, split into tiles.
 * :class:`GridEngine` / :func:`evaluate_grid` -- train/test loss and accuracy at many grid
-  points. It preloads the data once, never syncs with the host per point, bounds its working
-  memory by a budget, and uses the first-layer linearity trick: the first layer is linear in
-  its weights, so its output at ``w(x, y)`` is ``z0 + x * z1 + y * z2`` for three outputs
-  computed once per job. Optional ``torch.compile`` of the rest of the forward, and ``vmap``
-  over many points for models without convolutions (see README "Loss planes" for timings).
+  points: the evaluation engine of :mod:`losslab.engine` with the plane as its basis. It
+  preloads the data once, never syncs with the host per point, bounds its working memory by a
+  budget, and picks its levers per job (dense products for small convolutions, channels-last
+  data, the first-layer trick ``z0 + x z1 + y z2``, vmap over many points or a per-point loop,
+  chunk sizes); ``describe()`` says which path ran.
+* :func:`reference_point` -- the field's one-point-at-a-time loop, the engine's test oracle.
 """
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
-from torch.func import functional_call
 
-from .flat import BN_BATCH, FlatModel
+from .engine import EngineOptions, Evaluator, forward_flops  # noqa: F401 (re-exported)
+from .flat import BN_BATCH, FlatModel  # noqa: F401 (re-exported)
 from .io import ArtifactError, load_tensors, save_tensors
 
 log = logging.getLogger("losslab")
@@ -259,327 +258,35 @@ def tile_coords(xs: np.ndarray, ys: np.ndarray, tiles: int, i: int, j: int):
 
 
 # ----- the engine --------------------------------------------------------------------------
-class _Injected(nn.Module):
-    """Stands in for the first layer: its input is the stacked outputs ``[N, 3, ...]`` of the
-    first layer under (origin, e1, e2); it returns ``z0 + coef[1] * z1 + coef[2] * z2``."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("coef", torch.tensor([1.0, 0.0, 0.0]))
-
-    def forward(self, z):
-        return z[:, 0] + self.coef[1] * z[:, 1] + self.coef[2] * z[:, 2]
-
-
-def _first_layer(module: nn.Module, x: torch.Tensor):
-    """Name of the first parameterised module if it is a Linear/Conv fed the raw input."""
-    order = []
-    hooks = []
-
-    def make(name):
-        def hook(m, inp, out):
-            order.append((name, m, inp[0] is x))
-        return hook
-
-    for name, m in module.named_modules():
-        if any(True for _ in m.parameters(recurse=False)):
-            hooks.append(m.register_forward_hook(make(name)))
-    try:
-        with torch.no_grad():
-            module(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    if not order:
-        return None
-    name, m, direct = order[0]
-    if direct and isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and sum(1 for o in order if o[0] == name) == 1:
-        return name
-    return None
-
-
-def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, leaf = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, leaf, new)
-
-
-def forward_flops(module: nn.Module, x1: torch.Tensor) -> float:
-    """FLOPs (2 per multiply-add) of the convolutions and linear layers for one sample."""
-    total = [0.0]
-
-    def hook(m, inp, out):
-        if isinstance(m, nn.modules.conv._ConvNd):
-            k = math.prod(m.kernel_size) * (m.in_channels // m.groups)
-            total[0] += 2.0 * out[0].numel() * k
-        elif isinstance(m, nn.Linear):
-            total[0] += 2.0 * m.in_features * m.out_features
-
-    module = copy.deepcopy(module).cpu().eval()
-    hs = [m.register_forward_hook(hook) for m in module.modules()]
-    with torch.no_grad():
-        module(x1)
-    for h in hs:
-        h.remove()
-    return total[0]
-
-
-def _activation_bytes_per_sample(module: nn.Module, x1: torch.Tensor) -> int:
-    total = [0]
-    hooks = [m.register_forward_hook(lambda m, i, o: total.__setitem__(0, total[0] + (o.numel() * o.element_size() if torch.is_tensor(o) else 0)))
-             for m in module.modules()]
-    try:
-        with torch.no_grad():
-            module(x1)
-    finally:
-        for h in hooks:
-            h.remove()
-    return max(total[0], x1.numel() * x1.element_size())
-
-
-@dataclass
-class EngineOptions:
-    mode: str = "auto"          # auto | loop | vmap
-    first_layer: str = "auto"   # auto | on | off
-    compile: str = "auto"       # off | on | auto (on when a job's work exceeds compile_min_gflop, always on CUDA)
-    compile_min_gflop: float = 500.0
-    memory_budget_mb: float = 2048
-    bn_batch: int = BN_BATCH
-    data_chunk: int = 0         # samples per forward; 0: 128 on CPU (cache-friendly), budget-bound on GPU
-
-    @classmethod
-    def from_dict(cls, d: dict | None, memory_budget_mb: float | None = None) -> "EngineOptions":
-        d = dict(d or {})
-        if memory_budget_mb is not None:
-            d.setdefault("memory_budget_mb", memory_budget_mb)
-        return cls(**{k: d[k] for k in ("mode", "first_layer", "compile", "compile_min_gflop", "memory_budget_mb", "bn_batch", "data_chunk") if k in d})
-
-
-class GridEngine:
-    """Loss and accuracy at many points of one plane on fixed, preloaded subsets.
-
-    Points go through :meth:`evaluate` in any number; results stay on the device until the
-    end of the call (one host transfer per call, none per point).
-    """
+class GridEngine(Evaluator):
+    """Loss and accuracy at many points ``origin + x e1 + y e2`` of one plane on fixed,
+    preloaded subsets: an :class:`losslab.engine.Evaluator` with the plane as its basis (so the
+    first-layer trick applies). Points go through :meth:`evaluate` in any number; results stay on
+    the device until the end of the call (one host transfer per call, none per point)."""
 
     def __init__(self, fm: FlatModel, plane: Plane, ev, task: str, options: EngineOptions | None = None,
                  device: torch.device | str | None = None):
-        self.opt = options or EngineOptions()
-        self.task = task
-        self.fm = fm
-        self.device = torch.device(device) if device is not None else ev.train_x.device
-        dev = self.device
-        self.origin, self.e1, self.e2 = (t.to(dev, torch.float32) for t in (plane.origin, plane.e1, plane.e2))
-        self.splits = {s: tuple(t.to(dev) for t in ev.split(s)) for s in ("train", "test")}
-        self.bn_x = ev.bn_x.to(dev)
-        self.has_bn = fm.has_bn
-        net = copy.deepcopy(fm.module).to(dev).eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
-        self.budget = float(self.opt.memory_budget_mb) * 2**20
-        x_probe = self.splits["train"][0][:1]
-        self.per_sample = _activation_bytes_per_sample(net, x_probe)
+        super().__init__(fm, ev, task, options, device, basis=(plane.origin, torch.stack([plane.e1, plane.e2])))
 
-        has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in net.modules())
-        mode = self.opt.mode
-        if mode == "auto":
-            mode = "vmap" if (not has_conv and not self.has_bn) else "loop"
-        if mode == "vmap" and self.has_bn:
-            raise ValueError("engine mode 'vmap' cannot recompute BatchNorm statistics per point; use 'loop'")
-        if mode not in ("loop", "vmap"):
-            raise ValueError(f"unknown engine mode {mode!r}; allowed: auto, loop, vmap")
-        self.mode = mode
-
-        # first-layer linearity trick (loop mode): "on" now, "auto" together with torch.compile
-        # (measured: it only pays off once the combination is fused into the compiled forward)
-        self.net = net
-        self.first = None
-        self._first_candidate = None
-        self.param_names = list(fm.names)
-        if mode == "loop" and self.opt.first_layer != "off":
-            first = _first_layer(net, x_probe)
-            if first is None and self.opt.first_layer == "on":
-                raise ValueError("the model's first parameterised layer is not a Linear/Conv applied to the input")
-            if first is not None:
-                n_all = sum(t.shape[0] for t, _ in self.splits.values()) + (self.bn_x.shape[0] if self.has_bn else 0)
-                with torch.no_grad():
-                    out1 = net.get_submodule(first)(x_probe)
-                need = 3 * n_all * out1.numel() * out1.element_size()
-                if need > self.budget / 2:
-                    if self.opt.first_layer == "on":
-                        raise ValueError(f"first-layer outputs need {need / 2**20:.0f} MiB, over half the memory budget")
-                    log.info("first-layer trick off: its outputs need %.0f MiB", need / 2**20)
-                else:
-                    self._first_candidate = first
-            if self.opt.first_layer == "on":
-                self._enable_first()
-        self.flops_per_sample = forward_flops(fm.module, x_probe.cpu())
-        self._eager = self._functional
-        self._forward = self._eager
-        self.compiled = False
-        if self.opt.compile == "on":
-            self._compile()
-        n_data = max(t.shape[0] for t, _ in self.splits.values())
-        # data chunk: activations of one chunk (x2 for temporaries) stay within half the budget
-        self.data_chunk = max(1, min(n_data, int(self.budget / 2 / (2 * self.per_sample))))
-        # measured on the CPU: minibatches of 128 run ~1.7x (eager) / ~1.2x (compiled) faster
-        # than one 512-sample batch (the activations stay in cache)
-        cap = self.opt.data_chunk or (128 if self.device.type == "cpu" else 0)
-        if cap:
-            self.data_chunk = min(self.data_chunk, cap)
-        self.point_chunk = 1
-        if mode == "vmap":
-            n = max(t.shape[0] for t, _ in self.splits.values())
-            per_point = 2 * self.per_sample * min(n, self.data_chunk) + 4 * fm.numel
-            self.point_chunk = max(1, min(1024, int(self.budget / 2 / per_point)))
-
-    # -- setup helpers --
-    def _enable_first(self):
-        if self.first or not self._first_candidate:
-            return
-        self.first = self._first_candidate
-        self._setup_first()
-        self.param_names = [n for n in self.fm.names if not n.startswith(self.first + ".")]
-
-    def _setup_first(self):
-        name = self.first
-        layer = self.net.get_submodule(name)
-        pnames = [n for n in self.fm.names if n.startswith(name + ".")]
-        views = [self.fm.params(v) for v in (self.origin, self.e1, self.e2)]
-
-        def outs(x):
-            with torch.no_grad():
-                return torch.stack([functional_call(layer, {n[len(name) + 1:]: p[n] for n in pnames}, (x,)) for p in views], 1)
-
-        self.inputs = {s: outs(x) for s, (x, _) in self.splits.items()}
-        self.bn_inputs = outs(self.bn_x) if self.has_bn else None
-        _set_submodule(self.net, name, _Injected().to(self.device))
-        self.coef_name = name + ".coef"
-
-    def _functional(self, state, x):
-        return functional_call(self.net, state, (x,))
-
-    def _compile(self):
-        if not self.compiled and self.mode == "loop":
-            if self.opt.first_layer == "auto":
-                self._enable_first()
-            log.info("engine: torch.compile of the forward")
-            self._forward = torch.compile(self._functional, dynamic=False)
-            self.compiled = True
-
-    def plan(self, n_points: int) -> None:
-        """Compile (``compile: auto``) when the job is big enough to repay the compile time."""
-        if self.opt.compile != "auto":
-            return
-        n_data = sum(t.shape[0] for t, _ in self.splits.values())
-        gflop = n_points * n_data * self.flops_per_sample / 1e9
-        if self.device.type == "cuda" or gflop >= self.opt.compile_min_gflop:
-            self._compile()
-
-    def describe(self) -> dict:
-        return {"engine_mode": self.mode, "first_layer_trick": bool(self.first),
-                "compiled": self.compiled,
-                "data_chunk": self.data_chunk, "point_chunk": self.point_chunk}
-
-    def bn_policy(self) -> str:
-        return self.fm.bn_policy(self.bn_x.shape[0])
-
-    # -- evaluation --
-    def _state(self, vec: torch.Tensor, a, b) -> dict:
-        p = self.fm.params(vec)
-        state = {n: p[n] for n in self.param_names}
-        if self.first:
-            state[self.coef_name] = torch.stack([torch.ones_like(a), a, b]) if torch.is_tensor(a) else \
-                torch.tensor([1.0, a, b], device=self.device)
-        return state
-
-    def _stats(self, out: torch.Tensor, y: torch.Tensor):
-        """Summed loss and number correct of a chunk (device tensors, no sync)."""
-        if self.task == "classification":
-            loss = torch.nn.functional.cross_entropy(out, y, reduction="sum")
-            corr = (out.argmax(-1) == y).sum().to(loss.dtype)
-        else:
-            loss = torch.nn.functional.mse_loss(out, y, reduction="sum") / max(1, y[0].numel())
-            corr = torch.zeros((), device=out.device)
-        return loss, corr
-
-    def _bn_buffers(self, state: dict) -> dict:
-        """Fresh BatchNorm statistics at one point, exactly as swa_utils.update_bn computes
-        them (cumulative average over batches of ``bn_batch`` of the fixed subset)."""
-        net = self.net
-        with torch.no_grad():
-            for name, p in net.named_parameters():
-                p.copy_(state[name])
-            if self.first:
-                net.get_submodule(self.first).coef.copy_(state[self.coef_name])
-            data = self.bn_inputs if self.first else self.bn_x
-            torch.optim.swa_utils.update_bn(list(data.split(self.opt.bn_batch)), net)
-        net.eval()
-        return {k: v.clone() for k, v in net.named_buffers() if not k.endswith(".coef")}
-
-    @torch.no_grad()
     def evaluate(self, coords) -> dict[str, np.ndarray]:
-        """Coordinates ``[P, 2]`` -> arrays ``{split}_loss`` and ``{split}_accuracy`` of length P."""
-        coords = torch.as_tensor(np.asarray(coords, dtype=np.float64), dtype=torch.float32, device=self.device)
-        n_pts = coords.shape[0]
-        acc = torch.zeros(n_pts, 4, dtype=torch.float64, device=self.device)  # loss/corr train, loss/corr test
-        if self.mode == "vmap":
-            self._evaluate_vmap(coords, acc)
-        else:
-            self._evaluate_loop(coords, acc)
-        acc = acc.cpu().numpy()  # the single host transfer
-        res = {}
+        """Coordinates ``[P, 2]`` -> arrays ``{split}_loss`` (mean) and ``{split}_accuracy`` of
+        length P for the train and test splits (accuracy NaN for regression)."""
+        coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+        res = self.evaluate_coefs(torch.as_tensor(coords, dtype=torch.float32))
+        sums = torch.stack([res[s][k] for s in ("train", "test") for k in ("loss", "correct")], 1).cpu().numpy()
+        out = {}
         for k, s in enumerate(("train", "test")):
             n = self.splits[s][0].shape[0]
-            res[f"{s}_loss"] = acc[:, 2 * k] / n
-            res[f"{s}_accuracy"] = acc[:, 2 * k + 1] / n if self.task == "classification" else np.full(n_pts, np.nan)
-        return res
-
-    def _evaluate_loop(self, coords, acc):
-        basis = torch.stack([self.e1, self.e2])
-        for i in range(coords.shape[0]):
-            a, b = coords[i, 0], coords[i, 1]
-            vec = self.origin + coords[i] @ basis
-            state = self._state(vec, a, b)
-            if self.has_bn:
-                state.update(self._bn_buffers(state))
-            for k, s in enumerate(("train", "test")):
-                x, y = self.splits[s]
-                data = self.inputs[s] if self.first else x
-                for lo in range(0, x.shape[0], self.data_chunk):
-                    out = self._forward(state, data[lo: lo + self.data_chunk])
-                    l, c = self._stats(out, y[lo: lo + self.data_chunk])
-                    acc[i, 2 * k] += l
-                    acc[i, 2 * k + 1] += c
-
-    def _evaluate_vmap(self, coords, acc):
-        basis = torch.stack([self.e1, self.e2])
-        net = self.net
-
-        def one(vec, x):
-            return functional_call(net, self.fm.params(vec), (x,))
-
-        batched = torch.vmap(one, in_dims=(0, None))
-        for lo in range(0, coords.shape[0], self.point_chunk):
-            vecs = self.origin + coords[lo: lo + self.point_chunk] @ basis
-            for k, s in enumerate(("train", "test")):
-                x, y = self.splits[s]
-                for dlo in range(0, x.shape[0], self.data_chunk):
-                    out = batched(vecs, x[dlo: dlo + self.data_chunk])  # [P, n, K]
-                    yy = y[dlo: dlo + self.data_chunk]
-                    if self.task == "classification":
-                        l = torch.nn.functional.cross_entropy(out.transpose(1, 2), yy.expand(out.shape[0], -1), reduction="none").sum(1)
-                        c = (out.argmax(-1) == yy).sum(1).to(l.dtype)
-                    else:
-                        l = (out - yy).pow(2).flatten(1).sum(1) / max(1, yy[0].numel())
-                        c = torch.zeros_like(l)
-                    acc[lo: lo + out.shape[0], 2 * k] += l
-                    acc[lo: lo + out.shape[0], 2 * k + 1] += c
+            out[f"{s}_loss"] = sums[:, 2 * k] / n
+            out[f"{s}_accuracy"] = sums[:, 2 * k + 1] / n if self.task == "classification" else np.full(len(coords), np.nan)
+        return out
 
 
 def evaluate_grid(fm: FlatModel, plane: Plane, xs, ys, ev, task: str, options: EngineOptions | None = None,
                   device=None, engine: GridEngine | None = None, progress: bool = False) -> pd.DataFrame:
     """Evaluate the points ``(xs[k], ys[k])`` of a plane. Long-format table: one row per point
-    and split with columns x, y, split, loss, accuracy, bn_policy (plus engine details).
+    and split with columns x, y, split, loss, accuracy, status, bn_policy. The engine's path
+    (``GridEngine.describe()``) and its speed go to the log.
 
     ``xs`` and ``ys`` are the coordinates of the points (equal lengths); for a full grid pass
     the raveled meshgrid (see :func:`tile_coords`). The sweeps stage reuses this for 2-D slices.

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from torch.func import functional_call, vmap
 
-from .flat import FlatModel, loss_fn
+from .data import EvalData
+from .engine import EngineOptions, Evaluator
+from .flat import FlatModel
 
 NORMALIZATIONS = ("gaussian", "filter")
 THRESHOLD_MODES = ("absolute", "relative")
@@ -61,36 +62,12 @@ def batch_losses(fm: FlatModel, vecs: torch.Tensor, x: torch.Tensor, y: torch.Te
                  buffers: dict | None = None, bn_x: torch.Tensor | None = None, chunk: int = 16) -> torch.Tensor:
     """Mean loss of the model at each row of ``vecs`` ``[N, D]`` on ``(x, y)``; returns ``[N]``.
 
-    Models without BatchNorm evaluate ``chunk`` weight vectors per forward pass with
-    ``torch.func.vmap``. BatchNorm models recompute the running statistics at every point on
-    ``bn_x`` (one point at a time); non-finite losses come back as ``inf``.
+    Evaluated by the engine (:class:`losslab.engine.Evaluator`): many weight vectors per forward
+    where that is faster (at most ``chunk``), the per-point loop otherwise. BatchNorm models
+    recompute the running statistics at every point on ``bn_x``; non-finite losses come back as
+    ``inf``.
     """
-    lossf = loss_fn(task)
-    out = []
-    was = fm.module.training
-    fm.module.eval()
-    try:
-        with torch.no_grad():
-            if fm.has_bn:
-                if bn_x is None:
-                    raise ValueError("a BatchNorm model needs bn_x to recompute statistics at each point")
-                for v in vecs:
-                    bufs = fm.recompute_bn(v, bn_x)
-                    out.append(lossf(fm.forward(v, x, bufs), y).reshape(1))
-            else:
-                extra = dict(buffers or {})
-
-                def one(v):
-                    state = {**fm.params(v), **extra}
-                    return lossf(functional_call(fm.module, state, (x,)), y)
-
-                batched = vmap(one)
-                for part in vecs.split(chunk):
-                    out.append(batched(part))
-    finally:
-        fm.module.train(was)
-    res = torch.cat(out)
-    return torch.where(torch.isfinite(res), res, torch.full_like(res, math.inf))
+    return model_loss_fn(fm, x, y, task, buffers, bn_x, chunk, n_points=vecs.shape[0])(vecs)
 
 
 @dataclass
@@ -151,9 +128,22 @@ def tunnel_widths(loss_of, w: torch.Tensor, dirs: torch.Tensor, r_max: float, th
 
 
 def model_loss_fn(fm: FlatModel, x: torch.Tensor, y: torch.Tensor, task: str, buffers: dict | None = None,
-                  bn_x: torch.Tensor | None = None, chunk: int = 16):
-    """``vecs -> losses`` for :func:`tunnel_widths` on fixed tensors."""
-    return lambda vecs: batch_losses(fm, vecs, x, y, task, buffers, bn_x, chunk)
+                  bn_x: torch.Tensor | None = None, chunk: int = 16, n_points: int = 0):
+    """``vecs [N, D] -> mean losses [N]`` for :func:`tunnel_widths` on fixed tensors: one engine
+    for all calls (set up and calibrated once, for batches of about ``n_points`` vectors; at
+    most ``chunk`` vectors per forward; no torch.compile, since batch sizes vary)."""
+    if fm.has_bn and bn_x is None:
+        raise ValueError("a BatchNorm model needs bn_x to recompute statistics at each point")
+    ev = EvalData(x, y, x[:0], y[:0], bn_x if bn_x is not None else x[:0])
+    eng = Evaluator(fm, ev, task, EngineOptions(point_chunk=chunk, compile="off"), x.device, buffers=buffers)
+    eng.plan(n_points)
+
+    def loss_of(vecs: torch.Tensor) -> torch.Tensor:
+        res = eng.evaluate_vectors(vecs, ("train",))["train"]["loss"] / x.shape[0]
+        res = res.to(torch.float32)
+        return torch.where(torch.isfinite(res), res, torch.full_like(res, math.inf))
+
+    return loss_of
 
 
 def activation_floats(module: torch.nn.Module, in_shape) -> int:
@@ -210,7 +200,7 @@ def probe(fm: FlatModel, w: torch.Tensor, ev, task: str, *, directions: int, nor
     """Tunnel widths and profile of the optimum ``w`` on the fixed train subset of ``ev``."""
     gen = torch.Generator().manual_seed(int(direction_seed))
     dirs = random_directions(fm, w, directions, normalization, gen)
-    loss_of = model_loss_fn(fm, ev.train_x, ev.train_y, task, buffers, ev.bn_x, chunk)
+    loss_of = model_loss_fn(fm, ev.train_x, ev.train_y, task, buffers, ev.bn_x, chunk, directions * profile_points)
     res = tunnel_widths(loss_of, w, dirs, r_max, threshold, mode, profile_points, steps)
     return probe_rows(res, float(w.norm()), **ids)
 
