@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+
+from .device import progress_bar
 
 from .seeds import derive_seed
 from .training import EpochStats, Job, epoch_schedule, fit, make_optimizer
@@ -263,7 +264,7 @@ def connector(loss_fn, a: torch.Tensor, b: torch.Tensor, segments: int, d: int |
                                  memory_budget_mb, a.device, a.dtype)
     shared = mk(0)
     nodes, start, final, status = [a], [float(loss_fn(a).detach())], [float(loss_fn(a).detach())], ["ok"]
-    for k in tqdm(range(1, segments), desc="connector nodes", disable=not progress):
+    for k in progress_bar(range(1, segments), progress, desc="connector nodes"):
         sub = shared if subspace == "shared" else mk(k)
         x0 = a + t[k] * diff
         res = optimise_in_subspace(loss_fn, x0, sub, steps, lr, optimizer)
@@ -335,7 +336,7 @@ def m_connector(loss_fn, optima, resolution: int, d: int | None, steps: int, lr:
     U = hull_basis(X)
     sub = make_subspace(D, d, U, seed, memory_budget_mb, X.device, X.dtype)
     pts, start, final, status = [], [], [], []
-    for w in tqdm(bary, desc="m-connector nodes", disable=not progress):
+    for w in progress_bar(bary, progress, desc="m-connector nodes"):
         x0 = w.to(X.dtype).to(X.device) @ X
         if int((w > 0).sum()) == 1:  # a vertex: the optimum itself
             l0 = float(loss_fn(x0).detach())
@@ -492,7 +493,7 @@ def short_direction_rows(loss_fn, vectors: torch.Tensor, top_k: int, iters: int,
     from .hessian import count_short, top_eigenvalues
 
     rows = []
-    for i, vec in enumerate(tqdm(vectors, desc="Lanczos", disable=not progress)):
+    for i, vec in enumerate(progress_bar(vectors, progress, desc="Lanczos")):
         eig = top_eigenvalues(loss_fn, vec, top_k, iters, seed).cpu()
         n_short = count_short(eig, threshold)
         log.info("point %d: top eigenvalue %.4g, %d short directions (> %g)", i, float(eig[0]), n_short, threshold)

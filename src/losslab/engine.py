@@ -31,14 +31,14 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from .flat import BN_BATCH, FlatModel
+from .flat import FlatModel, bn_batch
 
 log = logging.getLogger("losslab")
 
@@ -59,7 +59,7 @@ class EngineOptions:
     compile: str = "auto"       # auto | on | off: torch.compile (auto: jobs of >= compile_min_seconds)
     compile_min_seconds: float = 300.0  # calibrated eager time of a job from which compiling pays off
     memory_budget_mb: float = 2048
-    bn_batch: int = BN_BATCH
+    bn_batch: int = field(default_factory=bn_batch)
     data_chunk: int = 0         # samples per forward; 0: calibrated
     point_chunk: int = 0        # points per forward in vmap mode; 0: calibrated
 

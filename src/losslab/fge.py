@@ -105,7 +105,7 @@ def train_fge(fm: FlatModel, start: Point, ds: Dataset, s: FgeSettings, seed: in
     Noise (data order, augmentation, dropout) comes from ``derive_seed(seed, "fge")``. The
     history has ``epoch``, ``running_loss``, the epoch's ``lr_first``, ``lr_last``, ``lr_min``,
     ``lr_max`` and ``members`` (collected so far). Members' BatchNorm buffers are recomputed on
-    ``bn_x`` in minibatches of ``bn_batch`` (default :data:`losslab.flat.BN_BATCH`); a model
+    ``bn_x`` in minibatches of ``bn_batch`` (default :func:`losslab.flat.bn_batch`); a model
     without BatchNorm keeps its (empty) buffers. ``state_path`` / ``checkpoint_every`` /
     ``stop_after`` resume as in endpoint training. A diverged run returns the members collected
     before it diverged.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from typing import Iterable
 
 import torch
@@ -23,7 +24,14 @@ from torch.func import functional_call
 from .io import Point
 
 BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
-BN_BATCH = 256  # default minibatch of every BatchNorm recompute (read at call time)
+BN_BATCH = 256  # minibatch of every BatchNorm recompute unless evaluation.bn_batch says otherwise
+BN_BATCH_ENV = "LOSSLAB_BN_BATCH"  # set by losslab.device.setup_job from the config's evaluation.bn_batch
+
+
+def bn_batch() -> int:
+    """The minibatch of a BatchNorm recompute: the job's ``evaluation.bn_batch`` (through
+    :func:`losslab.device.setup_job`), else :data:`BN_BATCH`; read at call time."""
+    return int(os.environ.get(BN_BATCH_ENV, BN_BATCH))
 
 
 class FlatModel:
@@ -94,14 +102,14 @@ class FlatModel:
         """Fresh BatchNorm running statistics at ``vec`` on the fixed subset ``x``.
 
         Uses ``torch.optim.swa_utils.update_bn`` on a scratch copy of the module (cumulative
-        average over the subset in minibatches of ``batch_size``, default :data:`BN_BATCH`, in
+        average over the subset in minibatches of ``batch_size``, default :func:`bn_batch`, in
         train mode). Returns the module's buffers at ``vec`` (``{}`` for a model without BN).
         """
         if not self.has_bn:
             return {}
         scratch = copy.deepcopy(self.module).to(x.device)
         self.load_into(vec.to(x.device), scratch)
-        torch.optim.swa_utils.update_bn(list(x.split(batch_size or BN_BATCH)), scratch)
+        torch.optim.swa_utils.update_bn(list(x.split(batch_size or bn_batch())), scratch)
         return self.buffers(scratch)
 
     def bn_policy(self, n_bn: int) -> str:

@@ -300,10 +300,10 @@ def evaluate_grid(fm: FlatModel, plane: Plane, xs, ys, ev, task: str, options: E
     eng.plan(len(coords))
     t0 = time.perf_counter()
     if progress:
-        from tqdm import tqdm
+        from .device import progress_bar
 
         parts, step = [], max(1, len(coords) // 20)
-        for lo in tqdm(range(0, len(coords), step), desc="grid points", unit="block"):
+        for lo in progress_bar(range(0, len(coords), step), desc="grid points", unit="block"):
             parts.append(eng.evaluate(coords[lo: lo + step]))
         res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else eng.evaluate(coords)
     else:

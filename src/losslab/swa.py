@@ -34,7 +34,7 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 
 from .data import Dataset, EvalData
 from .ensembles import ensemble_metrics
-from .flat import BN_BATCH, FlatModel, metrics_from_outputs
+from .flat import FlatModel, bn_batch as default_bn_batch, metrics_from_outputs
 from .io import Point
 from .seeds import derive_seed
 from .train import Snapshots, continue_from, weights_job
@@ -98,7 +98,7 @@ def continue_training(fm: FlatModel, start: Point, ds: Dataset, s: SwaSettings, 
     ``derive_seed(seed, "swa")``, L2 as ``weight_decay``, resumable from ``state_path`` (the
     weights, the snapshots so far and the running average are part of the state). BatchNorm
     statistics of the average are recomputed with ``update_bn`` on ``bn_x`` in minibatches of
-    ``bn_batch`` (default :data:`losslab.flat.BN_BATCH`). Returns the snapshots, the average,
+    ``bn_batch`` (default :func:`losslab.flat.bn_batch`). Returns the snapshots, the average,
     the per-epoch history and the status.
     """
     device = torch.device(device)
@@ -127,7 +127,7 @@ def continue_training(fm: FlatModel, start: Point, ds: Dataset, s: SwaSettings, 
     run = fit(job, key, derive_seed(seed, "swa"), state_path=state_path, checkpoint_every=checkpoint_every,
               stop_after=stop_after)
     if run.status == "ok" and fm.has_bn:
-        update_bn(list(bn_x.to(device).split(bn_batch or BN_BATCH)), swa_model)
+        update_bn(list(bn_x.to(device).split(bn_batch or default_bn_batch())), swa_model)
     return SwaRun(snaps.stacked(fm.numel, device), snaps.buffers, fm.flatten(swa_model.module),
                   fm.buffers(swa_model.module), run.status, run.history, run.resumed_from)
 

@@ -2,7 +2,7 @@
 from losslab import align, io, job
 from losslab.device import get_device, setup_job
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 p = snakemake.params
 method = snakemake.wildcards.method
 device = get_device(snakemake.config["compute"]["device"])

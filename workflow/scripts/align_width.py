@@ -5,7 +5,7 @@ import torch
 from losslab import align, io, job
 from losslab.device import get_device, setup_job
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 p = snakemake.params
 w, ln = p.width, p.lines
 device = get_device(snakemake.config["compute"]["device"])

@@ -3,7 +3,7 @@ from losslab import io
 from losslab.device import setup_job
 from losslab.figures.planes import animate_curve
 
-setup_job(snakemake.log[0])
+setup_job(snakemake.log[0], config=snakemake.config)
 r = snakemake.params.render
 animate_curve(io.read_parquet(snakemake.input.grid), io.read_parquet(snakemake.input.points),
               io.read_parquet(snakemake.input.track), snakemake.output.gif,

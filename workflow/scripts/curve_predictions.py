@@ -5,7 +5,7 @@ import torch
 from losslab import curves, data, io, job
 from losslab.device import get_device, setup_job
 
-setup_job(snakemake.log[0], snakemake.threads)
+setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 spec = snakemake.params.spec
 device = get_device(snakemake.config["compute"]["device"])
 cv = curves.load_curve(snakemake.input.ckpt)

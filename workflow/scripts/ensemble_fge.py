@@ -5,7 +5,7 @@ from pathlib import Path
 from losslab import ensembles, fge, io, job
 from losslab.device import get_device, setup_job
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 p = snakemake.params
 seed = int(snakemake.wildcards.seed)
 device = get_device(snakemake.config["compute"]["device"])
@@ -20,7 +20,7 @@ io.save_tensors({"format": "losslab.members/1", "members": run.members.cpu(),
                  "meta": {"method": "fge", "status": run.status, "layout": ctx.fm.layout}}, snakemake.output.members)
 rows = ensembles.growing(ctx.fm, run.members, ctx.ev, ctx.task, run.member_buffers, bn_batch=ctx.bn_batch)
 rows["budget_epochs"] = [p.epochs + s.collect_epochs[n - 1] for n in rows["n_members"]]
-io.write_parquet(rows.assign(method="fge", instance=seed, members=f"from seed {seed}", status=run.status,
+io.write_parquet(rows.assign(method="fge", instance=str(seed), members=f"from seed {seed}", status=run.status,
                              dataset=snakemake.wildcards.dataset, model=snakemake.wildcards.model,
                              n_train=ctx.ev.train_x.shape[0], n_test=ctx.ev.test_x.shape[0]), snakemake.output.table)
 state.unlink(missing_ok=True)

@@ -5,7 +5,7 @@ import pandas as pd
 from losslab import connectors, ensembles, io, job
 from losslab.device import get_device, setup_job
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 p = snakemake.params
 device = get_device(snakemake.config["compute"]["device"])
 ctx = job.context(p.spec, device)
@@ -20,7 +20,7 @@ for m in p.simplex["members"]:
         members = connectors.triangle_surface(res, bary).to(device)
         outs = ensembles.member_outputs(ctx.fm, members, ctx.ev, bn_batch=ctx.bn_batch)
         rows = pd.DataFrame(ensembles.subset_rows(outs, members, ctx.ev, ctx.task, [range(m)]))
-        frames.append(rows.assign(instance=sample))
+        frames.append(rows.assign(instance=str(sample)))
 table = pd.concat(frames, ignore_index=True).assign(
     method="simplex", members="m-connector surface", budget_epochs=p.budget, dataset=snakemake.wildcards.dataset,
     model=snakemake.wildcards.model, n_train=ctx.ev.train_x.shape[0], n_test=ctx.ev.test_x.shape[0])

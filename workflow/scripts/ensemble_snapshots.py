@@ -8,7 +8,7 @@ import torch
 from losslab import ensembles, io, job, swa
 from losslab.device import get_device, setup_job
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 p = snakemake.params
 seed = int(snakemake.wildcards.seed)
 device = get_device(snakemake.config["compute"]["device"])
@@ -38,7 +38,7 @@ table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
      "method": "snapshots"})
 snapshots_used = table["n_members"].where(table["method"] == "snapshots", table["averaged"])
 table["budget_epochs"] = p.epochs + snapshots_used * s.snapshot_every
-io.write_parquet(table.assign(instance=seed, members=f"from seed {seed}", status=run.status,
+io.write_parquet(table.assign(instance=str(seed), members=f"from seed {seed}", status=run.status,
                               dataset=snakemake.wildcards.dataset, model=snakemake.wildcards.model,
                               n_train=ctx.ev.train_x.shape[0], n_test=ctx.ev.test_x.shape[0]), snakemake.output.table)
 state.unlink(missing_ok=True)

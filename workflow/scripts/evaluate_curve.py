@@ -4,7 +4,7 @@ import torch
 from losslab import curves, io, job
 from losslab.device import get_device, setup_job
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 spec = snakemake.params.spec
 wc = snakemake.wildcards
 device = get_device(snakemake.config["compute"]["device"])

@@ -7,7 +7,7 @@ from losslab.device import get_device, setup_job
 from losslab.flat import FlatModel, evaluate
 from losslab.models import build_model
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 spec, ext = snakemake.params.spec, snakemake.params.external
 wc = snakemake.wildcards
 device = get_device(snakemake.config["compute"]["device"])

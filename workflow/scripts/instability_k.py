@@ -11,7 +11,7 @@ from losslab.flat import FlatModel
 from losslab.models import build_model
 from losslab.train import TrainSettings, train_endpoint
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 p = snakemake.params
 wc = snakemake.wildcards
 device = get_device(snakemake.config["compute"]["device"])

@@ -4,7 +4,7 @@ import pandas as pd
 from losslab import io, summaries
 from losslab.device import setup_job
 
-log = setup_job(snakemake.log[0])
+log = setup_job(snakemake.log[0], config=snakemake.config)
 lines = pd.concat([io.read_parquet(p) for p in snakemake.input.tables], ignore_index=True)
 ok = lines[lines["status"] == "ok"]
 diverged = [{"k": k, "split": s, "metric": m, "barrier": float("nan"), "status": "diverged"}

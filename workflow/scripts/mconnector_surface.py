@@ -4,7 +4,7 @@ import pandas as pd
 from losslab import connectors, data, io
 from losslab.device import get_device, setup_job
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 p = snakemake.params
 device = get_device(snakemake.config["compute"]["device"])
 bs = p.evaluation["batch_size"]

@@ -5,7 +5,7 @@ from losslab import io
 from losslab.device import setup_job
 from losslab.planes import curve_plane, grid_bounds, plane_from_points, random_plane, save_plane
 
-log = setup_job(snakemake.log[0])
+log = setup_job(snakemake.log[0], config=snakemake.config)
 p = snakemake.params.plane
 paths = list(snakemake.input.points)
 spec = io.load_point(snakemake.input.spec)

@@ -3,7 +3,7 @@ from losslab import io
 from losslab.device import setup_job
 from losslab.planes import curve_track, load_plane
 
-log = setup_job(snakemake.log[0])
+log = setup_job(snakemake.log[0], config=snakemake.config)
 plane = load_plane(snakemake.input.plane)
 track = curve_track(plane, snakemake.input.curve, snakemake.input.epochs, snakemake.params.t_marks,
                     max_frames=snakemake.params.max_frames)

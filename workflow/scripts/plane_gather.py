@@ -4,7 +4,7 @@ import pandas as pd
 from losslab import io
 from losslab.device import setup_job
 
-log = setup_job(snakemake.log[0])
+log = setup_job(snakemake.log[0], config=snakemake.config)
 G = snakemake.params.resolution
 df = pd.concat([io.read_parquet(p) for p in snakemake.input.tiles], ignore_index=True)
 df = df[df["resolution"] == G]

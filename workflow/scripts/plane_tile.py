@@ -7,7 +7,7 @@ from losslab.flat import FlatModel
 from losslab.models import build_model
 from losslab.planes import EngineOptions, evaluate_grid, grid_axes, load_plane, tile_coords
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 g = snakemake.params.grid
 wc = snakemake.wildcards
 cfg = snakemake.config
@@ -25,7 +25,7 @@ if plane.origin.numel() != fm.numel:
 G, T = g["resolution"], g["tiles_per_side"]
 xs, ys = grid_axes(plane.meta["bounds"], G)
 X, Y, ix, iy = tile_coords(xs, ys, T, int(wc.i), int(wc.j))
-opts = EngineOptions.from_dict(g["engine"], cfg["compute"]["memory_budget_mb"])
+opts = EngineOptions.from_dict({**g["engine"], "bn_batch": g["evaluation"]["bn_batch"]}, cfg["compute"]["memory_budget_mb"])
 log.info("plane %s tile (%s, %s): %d points on %s", wc.plane, wc.i, wc.j, len(X), device)
 df = evaluate_grid(fm, plane, X, Y, ev, ds.task, opts, device, progress=True)
 df["ix"] = np.tile(ix, 2)

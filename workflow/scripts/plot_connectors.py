@@ -3,7 +3,7 @@ from losslab import io
 from losslab.figures import structure as sf
 from losslab.device import setup_job
 
-setup_job(snakemake.log[0])
+setup_job(snakemake.log[0], config=snakemake.config)
 i, o = snakemake.input, snakemake.output
 names = ("connector_path", "connector_cosines", "connector_agreement", "connector_short_directions",
          "mconnector_triangle", "mconnector_centre")

@@ -3,7 +3,7 @@ from losslab import io
 from losslab.device import setup_job
 from losslab.figures import ensembles as figs
 
-setup_job(snakemake.log[0])
+setup_job(snakemake.log[0], config=snakemake.config)
 table = io.read_parquet(snakemake.input.table)
 pdf = dict(zip(("budget", "diversity"), snakemake.output.pdfs))
 figs.plot_budget(table, snakemake.output.budget, pdf["budget"])

@@ -3,7 +3,7 @@ from losslab import io
 from losslab.device import setup_job
 from losslab.figures.planes import plot_plane
 
-setup_job(snakemake.log[0])
+setup_job(snakemake.log[0], config=snakemake.config)
 r = snakemake.params.render
 track = io.read_parquet(snakemake.input.track) if "track" in snakemake.input.keys() else None
 plot_plane(io.read_parquet(snakemake.input.grid), io.read_parquet(snakemake.input.points), track,

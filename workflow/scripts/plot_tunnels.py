@@ -3,7 +3,7 @@ from losslab import io
 from losslab.figures import sweeps as sweepfigs
 from losslab.device import setup_job
 
-setup_job(snakemake.log[0])
+setup_job(snakemake.log[0], config=snakemake.config)
 out = snakemake.output
 pdf = dict(zip(("tunnel_profiles", "tunnel_widths"), out.pdfs))
 sweepfigs.plot_tunnel_profiles(io.read_parquet(snakemake.input.profiles), io.read_parquet(snakemake.input.summary),

@@ -3,7 +3,7 @@ from losslab import io
 from losslab.figures import structure as sf
 from losslab.device import setup_job
 
-setup_job(snakemake.log[0])
+setup_job(snakemake.log[0], config=snakemake.config)
 i, o = snakemake.input, snakemake.output
 pdfs = dict(zip(("hyperplanes", "tunnel", "radial"), o.pdfs))
 sf.plot_hyperplanes(io.read_parquet(i.hyperplanes), o.hyperplanes, pdfs["hyperplanes"])

@@ -4,7 +4,7 @@ from losslab import data
 from losslab.device import get_device, setup_job
 from losslab.train import TrainSettings, train_endpoint
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 p = snakemake.params
 device = get_device(snakemake.config["compute"]["device"])
 ds = data.load_dataset(**p.spec["dataset"])

@@ -6,7 +6,7 @@ import torch
 from losslab import io, job, swa
 from losslab.device import get_device, setup_job
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 wc = snakemake.wildcards
 spec = snakemake.params.spec
 p = dict(snakemake.params.swa)

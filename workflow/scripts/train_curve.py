@@ -4,7 +4,7 @@ from pathlib import Path
 from losslab import curves, data, io
 from losslab.device import get_device, setup_job
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 spec = snakemake.params.spec
 cs, ids = spec["curve"], spec["ids"]
 wc = snakemake.wildcards

@@ -5,7 +5,7 @@ from losslab import data, io
 from losslab.device import get_device, setup_job
 from losslab.train import TrainSettings, train_endpoint
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 spec = snakemake.params.spec
 wc = snakemake.wildcards
 device = get_device(snakemake.config["compute"]["device"])

@@ -4,7 +4,7 @@ import pandas as pd
 from losslab import io, tunnels
 from losslab.device import setup_job
 
-setup_job(snakemake.log[0])
+setup_job(snakemake.log[0], config=snakemake.config)
 sweep = pd.DataFrame(snakemake.params.sweep)  # param, value, setting
 widths = pd.concat([io.read_parquet(p) for p in snakemake.input.widths], ignore_index=True)
 profiles = pd.concat([io.read_parquet(p) for p in snakemake.input.profiles], ignore_index=True)

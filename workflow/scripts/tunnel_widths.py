@@ -7,7 +7,7 @@ from losslab import io, job, tunnels
 from losslab.device import get_device, setup_job
 from losslab.flat import evaluate_point
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 wc = snakemake.wildcards
 spec = snakemake.params.spec
 tc = snakemake.params.tunnels

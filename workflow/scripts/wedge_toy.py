@@ -2,7 +2,7 @@
 from losslab import io, wedge
 from losslab.device import setup_job
 
-log = setup_job(snakemake.log[0], snakemake.threads)
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 c = snakemake.params.common
 e = snakemake.params.exp
 base = dict(D=c["D"], s=c["s"], seed=c["seed"], rotate=c["rotate"], init_mean=c["init_mean"], init_std=c["init_std"])
