@@ -37,6 +37,8 @@ rule align_pair:
         align={k: ALIGN[k] for k in ("seed", "max_iter")},
     log:
         "logs/{dataset}/{model}/align/{pair}/{method}.log",
+    benchmark:
+        "logs/benchmarks/align_pair/{dataset}/{model}/align/{pair}/{method}.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
@@ -57,6 +59,8 @@ rule align_lines:
         lines={k: ALIGN[k] for k in ("methods", "repair", "points")},
     log:
         "logs/{dataset}/{model}/align/{pair}/lines.log",
+    benchmark:
+        "logs/benchmarks/align_lines/{dataset}/{model}/align/{pair}/lines.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
@@ -85,6 +89,8 @@ rule plot_align_lines:
         pdf=out(AL.OUT["fig"], name="lines", ext="pdf"),
     log:
         "logs/{dataset}/{model}/figures/align_lines.log",
+    benchmark:
+        "logs/benchmarks/plot_align_lines/{dataset}/{model}/figures/align_lines.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -104,6 +110,8 @@ rule align_width:
         lines={k: ALIGN[k] for k in ("repair", "points", "seed", "max_iter")},
     log:
         "logs/{dataset}/{model}/align/width/{setting}.log",
+    benchmark:
+        "logs/benchmarks/align_width/{dataset}/{model}/align/width/{setting}.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
@@ -120,6 +128,8 @@ rule align_width_summary:
         table=out(AL.OUT["width_all"]),
     log:
         "logs/{dataset}/{model}/align/width_summary.log",
+    benchmark:
+        "logs/benchmarks/align_width_summary/{dataset}/{model}/align/width_summary.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -136,6 +146,8 @@ rule plot_align_width:
         pdf=out(AL.OUT["fig"], name="width", ext="pdf"),
     log:
         "logs/{dataset}/{model}/figures/align_width.log",
+    benchmark:
+        "logs/benchmarks/plot_align_width/{dataset}/{model}/figures/align_width.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -157,6 +169,8 @@ rule spawn_states:
         ks=sorted(_INS["epochs"]),
     log:
         "logs/{dataset}/{model}/instability/{spawn}/states.log",
+    benchmark:
+        "logs/benchmarks/spawn_states/{dataset}/{model}/instability/{spawn}/states.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=120, mem_mb=8000),
@@ -177,6 +191,8 @@ rule instability_k:
         points=ALIGN["points"],
     log:
         "logs/{dataset}/{model}/instability/{spawn}/k{k}.log",
+    benchmark:
+        "logs/benchmarks/instability_k/{dataset}/{model}/instability/{spawn}/k{k}.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=120, mem_mb=8000),
@@ -193,6 +209,8 @@ rule instability_summary:
         table=out(AL.OUT["instability"]),
     log:
         "logs/{dataset}/{model}/instability/summary.log",
+    benchmark:
+        "logs/benchmarks/instability_summary/{dataset}/{model}/instability/summary.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -209,6 +227,8 @@ rule plot_instability:
         pdf=out(AL.OUT["fig"], name="instability", ext="pdf"),
     log:
         "logs/{dataset}/{model}/figures/instability.log",
+    benchmark:
+        "logs/benchmarks/plot_instability/{dataset}/{model}/figures/instability.tsv"
     resources:
         **cpu_resources(),
     script:

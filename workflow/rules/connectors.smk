@@ -29,6 +29,8 @@ rule connector:
         segments=CON["segments"],
     log:
         "logs/{dataset}/{model}/connectors/{connector}/connector.log",
+    benchmark:
+        "logs/benchmarks/connector/{dataset}/{model}/connectors/{connector}/connector.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
@@ -50,6 +52,8 @@ rule connector_path:
         eval_points=CON["eval_points"],
     log:
         "logs/{dataset}/{model}/connectors/{connector}/path.log",
+    benchmark:
+        "logs/benchmarks/connector_path/{dataset}/{model}/connectors/{connector}/path.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
@@ -70,6 +74,8 @@ rule connector_short_directions:
         short=CON["short_directions"],
     log:
         "logs/{dataset}/{model}/connectors/{connector}/short_directions.log",
+    benchmark:
+        "logs/benchmarks/connector_short_directions/{dataset}/{model}/connectors/{connector}/short_directions.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
@@ -90,6 +96,8 @@ rule mconnector:
         resolution=CON["mconnector"]["resolution"],
     log:
         "logs/{dataset}/{model}/mconnectors/{mconnector}/triangle.log",
+    benchmark:
+        "logs/benchmarks/mconnector/{dataset}/{model}/mconnectors/{mconnector}/triangle.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
@@ -110,6 +118,8 @@ rule mconnector_surface:
         eval_resolution=CON["mconnector"]["eval_resolution"],
     log:
         "logs/{dataset}/{model}/mconnectors/{mconnector}/surface.log",
+    benchmark:
+        "logs/benchmarks/mconnector_surface/{dataset}/{model}/mconnectors/{mconnector}/surface.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
@@ -131,6 +141,8 @@ rule mconnector_centre:
         centre_n=CON["mconnector"]["centre_n"],
     log:
         "logs/{dataset}/{model}/mconnectors/{mconnector}/centre.log",
+    benchmark:
+        "logs/benchmarks/mconnector_centre/{dataset}/{model}/mconnectors/{mconnector}/centre.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
@@ -166,6 +178,8 @@ rule plot_connectors:
         pdfs=[out(CN.OUT["fig"], name=n, ext="pdf") for n in CN.FIGURES],
     log:
         "logs/{dataset}/{model}/figures/connectors.log",
+    benchmark:
+        "logs/benchmarks/plot_connectors/{dataset}/{model}/figures/connectors.tsv"
     resources:
         **cpu_resources(),
     script:

@@ -47,6 +47,8 @@ rule train_curve:
         spec=curve_spec,
     log:
         "logs/{dataset}/{model}/curves/{curve}/train.log",
+    benchmark:
+        "logs/benchmarks/train_curve/{dataset}/{model}/curves/{curve}/train.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=120, mem_mb=8000),
@@ -68,6 +70,8 @@ rule evaluate_curve:
         points=lambda wc: curve(wc)["points"],
     log:
         "logs/{dataset}/{model}/curves/{curve}/evaluate.log",
+    benchmark:
+        "logs/benchmarks/evaluate_curve/{dataset}/{model}/curves/{curve}/evaluate.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=8000),
@@ -83,6 +87,8 @@ rule curve_summary:
         table=out(CV.OUT["gather"]),
     log:
         "logs/{dataset}/{model}/curves/summary.log",
+    benchmark:
+        "logs/benchmarks/curve_summary/{dataset}/{model}/curves/summary.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -101,6 +107,8 @@ rule plot_curves:
         ensemble_pdf=out(CV.OUT["ensemble_pdf"]),
     log:
         "logs/{dataset}/{model}/figures/curves.log",
+    benchmark:
+        "logs/benchmarks/plot_curves/{dataset}/{model}/figures/curves.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -119,6 +127,8 @@ rule curve_predictions:
         functions={k: config["curves"]["regression"][k] for k in ("ts", "grid", "x_range")},
     log:
         "logs/{dataset}/{model}/curves/{curve}/predictions.log",
+    benchmark:
+        "logs/benchmarks/curve_predictions/{dataset}/{model}/curves/{curve}/predictions.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=15, mem_mb=4000),
@@ -137,6 +147,8 @@ rule plot_curve_functions:
         pdf=out(CV.OUT["functions_pdf"]),
     log:
         "logs/{dataset}/{model}/figures/curves/{curve}/functions.log",
+    benchmark:
+        "logs/benchmarks/plot_curve_functions/{dataset}/{model}/figures/curves/{curve}/functions.tsv"
     resources:
         **cpu_resources(),
     script:

@@ -27,6 +27,8 @@ rule train_endpoint:
         spec=lambda wc: PLAN.endpoint_params(wc.dataset, wc.model, wc.setting),
     log:
         "logs/{dataset}/{model}/endpoints/{setting}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/train_endpoint/{dataset}/{model}/endpoints/{setting}/seed{seed}.tsv"
     wildcard_constraints:
         setting=f"(?!(?:{_EXTERNAL})(?![A-Za-z0-9_.-]))[A-Za-z0-9_.-]+",
     threads: config["compute"]["threads"]
@@ -48,6 +50,8 @@ rule import_endpoint:
         external=lambda wc: {k: v for k, v in external(wc).items() if k != "path"},  # the file is an input
     log:
         "logs/{dataset}/{model}/endpoints/{setting}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/import_endpoint/{dataset}/{model}/endpoints/{setting}/seed{seed}.tsv"
     wildcard_constraints:
         setting=f"(?:{_EXTERNAL})(?![A-Za-z0-9_.-])",
     threads: config["compute"]["threads"]
@@ -65,6 +69,8 @@ rule endpoint_summary:
         table=out(EP.OUT["summary"]),
     log:
         "logs/{dataset}/{model}/endpoints/summary.log",
+    benchmark:
+        "logs/benchmarks/endpoint_summary/{dataset}/{model}/endpoints/summary.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -80,6 +86,8 @@ rule plot_endpoint_training:
         pdf=out(EP.OUT["figure_pdf"]),
     log:
         "logs/{dataset}/{model}/figures/endpoint_training.log",
+    benchmark:
+        "logs/benchmarks/plot_endpoint_training/{dataset}/{model}/figures/endpoint_training.tsv"
     resources:
         **cpu_resources(),
     script:

@@ -30,6 +30,8 @@ rule ensemble_independent:
         epochs=lambda wc: ens(wc)["epochs"],
     log:
         "logs/{dataset}/{model}/ensembles/independent.log",
+    benchmark:
+        "logs/benchmarks/ensemble_independent/{dataset}/{model}/ensembles/independent.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
@@ -50,6 +52,8 @@ rule ensemble_fge:
         epochs=lambda wc: ens(wc)["epochs"],
     log:
         "logs/{dataset}/{model}/ensembles/fge/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/ensemble_fge/{dataset}/{model}/ensembles/fge/seed{seed}.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
@@ -70,6 +74,8 @@ rule ensemble_snapshots:
         epochs=lambda wc: ens(wc)["epochs"],
     log:
         "logs/{dataset}/{model}/ensembles/snapshots/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/ensemble_snapshots/{dataset}/{model}/ensembles/snapshots/seed{seed}.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
@@ -93,6 +99,8 @@ rule ensemble_curve:
         budget=lambda wc: 2 * ens(wc)["epochs"] + ens_curve(wc)["epochs"],
     log:
         "logs/{dataset}/{model}/ensembles/curve/{curve}.log",
+    benchmark:
+        "logs/benchmarks/ensemble_curve/{dataset}/{model}/ensembles/curve/{curve}.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
@@ -113,6 +121,8 @@ rule ensemble_simplex:
         budget=lambda wc: ens(wc)["simplex"]["budget"],
     log:
         "logs/{dataset}/{model}/ensembles/simplex.log",
+    benchmark:
+        "logs/benchmarks/ensemble_simplex/{dataset}/{model}/ensembles/simplex.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
@@ -128,6 +138,8 @@ rule ensemble_summary:
         table=out(EN.OUT["summary"]),
     log:
         "logs/{dataset}/{model}/ensembles/summary.log",
+    benchmark:
+        "logs/benchmarks/ensemble_summary/{dataset}/{model}/ensembles/summary.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -146,6 +158,8 @@ rule plot_ensembles:
         pdfs=[out(EN.OUT["fig"], name=n, ext="pdf") for n in ("budget", "diversity")],
     log:
         "logs/{dataset}/{model}/figures/ensembles.log",
+    benchmark:
+        "logs/benchmarks/plot_ensembles/{dataset}/{model}/figures/ensembles.tsv"
     resources:
         **cpu_resources(),
     script:

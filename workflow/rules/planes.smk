@@ -29,6 +29,8 @@ rule plane_basis:
                           "margin": PL["margin"], "random": plane(wc)["random"]},
     log:
         "logs/{dataset}/{model}/planes/{plane}/basis.log",
+    benchmark:
+        "logs/benchmarks/plane_basis/{dataset}/{model}/planes/{plane}/basis.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -48,6 +50,8 @@ rule plane_tile:
                          "evaluation": config["evaluation"]},
     log:
         "logs/{dataset}/{model}/planes/{plane}/tile{i}_{j}.log",
+    benchmark:
+        "logs/benchmarks/plane_tile/{dataset}/{model}/planes/{plane}/tile{i}_{j}.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=120, mem_mb=config["compute"]["memory_budget_mb"] + 2000),
@@ -65,6 +69,8 @@ rule plane_gather:
         resolution=lambda wc: plane(wc)["resolution"],
     log:
         "logs/{dataset}/{model}/planes/{plane}/gather.log",
+    benchmark:
+        "logs/benchmarks/plane_gather/{dataset}/{model}/planes/{plane}/gather.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -84,6 +90,8 @@ rule curve_track:
         max_frames=PL["render"]["max_frames"],
     log:
         "logs/{dataset}/{model}/planes/{plane}/track.log",
+    benchmark:
+        "logs/benchmarks/curve_track/{dataset}/{model}/planes/{plane}/track.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -107,6 +115,8 @@ rule plot_plane:
         render={k: PL["render"][k] for k in ("levels", "t_marks")},
     log:
         "logs/{dataset}/{model}/figures/planes/{plane}.log",
+    benchmark:
+        "logs/benchmarks/plot_plane/{dataset}/{model}/figures/planes/{plane}.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -133,6 +143,8 @@ rule animate_curve_training:
         render={k: PL["render"][k] for k in ("levels", "fps")},
     log:
         "logs/{dataset}/{model}/figures/planes/{plane}-training.log",
+    benchmark:
+        "logs/benchmarks/animate_curve_training/{dataset}/{model}/figures/planes/{plane}-training.tsv"
     resources:
         **cpu_resources(),
     script:

@@ -34,6 +34,8 @@ rule swa_run:
         spec=lambda wc: experiment_spec(wc, SWA["start_setting"]),
     log:
         "logs/{dataset}/{model}/swa/{run}.log",
+    benchmark:
+        "logs/benchmarks/swa_run/{dataset}/{model}/swa/{run}.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
@@ -50,6 +52,8 @@ rule swa_summary:
         lines=out(SW.OUT["all_lines"]),
     log:
         "logs/{dataset}/{model}/swa/summary.log",
+    benchmark:
+        "logs/benchmarks/swa_summary/{dataset}/{model}/swa/summary.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -69,6 +73,8 @@ rule plot_swa:
         pdfs=[out(SW.OUT["fig"], name=n, ext="pdf") for n in SW.FIGURES],
     log:
         "logs/{dataset}/{model}/figures/swa.log",
+    benchmark:
+        "logs/benchmarks/plot_swa/{dataset}/{model}/figures/swa.tsv"
     resources:
         **cpu_resources(),
     script:

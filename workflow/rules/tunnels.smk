@@ -22,6 +22,8 @@ rule tunnel_widths:
         spec=lambda wc: experiment_spec(wc, wc.setting),
     log:
         "logs/{dataset}/{model}/tunnels/{setting}.log",
+    benchmark:
+        "logs/benchmarks/tunnel_widths/{dataset}/{model}/tunnels/{setting}.tsv"
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
@@ -47,6 +49,8 @@ rule tunnel_summary:
         sweep=PLAN.stages["tunnels"]["sweep"],
     log:
         "logs/{dataset}/{model}/tunnels/summary.log",
+    benchmark:
+        "logs/benchmarks/tunnel_summary/{dataset}/{model}/tunnels/summary.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -66,6 +70,8 @@ rule plot_tunnels:
         pdfs=[out(TN.OUT["fig"], name=n, ext="pdf") for n in TN.FIGURES],
     log:
         "logs/{dataset}/{model}/figures/tunnels.log",
+    benchmark:
+        "logs/benchmarks/plot_tunnels/{dataset}/{model}/figures/tunnels.tsv"
     resources:
         **cpu_resources(),
     script:

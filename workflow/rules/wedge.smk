@@ -17,6 +17,8 @@ rule wedge_hyperplanes:
         exp=WEDGE["hyperplanes"],
     log:
         "logs/toy_wedge/hyperplanes.log",
+    benchmark:
+        "logs/benchmarks/wedge_hyperplanes/toy_wedge/hyperplanes.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -35,6 +37,8 @@ rule wedge_tunnel:
         exp=WEDGE["tunnel"],
     log:
         "logs/toy_wedge/tunnel.log",
+    benchmark:
+        "logs/benchmarks/wedge_tunnel/toy_wedge/tunnel.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -51,6 +55,8 @@ rule wedge_radial:
         exp=WEDGE["radial"],
     log:
         "logs/toy_wedge/radial.log",
+    benchmark:
+        "logs/benchmarks/wedge_radial/toy_wedge/radial.tsv"
     resources:
         **cpu_resources(),
     script:
@@ -74,6 +80,8 @@ rule plot_wedge:
         pdfs=[out(WG.OUT["fig"], name=n, ext="pdf") for n in WG.FIGURES],
     log:
         "logs/toy_wedge/figures.log",
+    benchmark:
+        "logs/benchmarks/plot_wedge/toy_wedge/figures.tsv"
     resources:
         **cpu_resources(),
     script:
