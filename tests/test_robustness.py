@@ -117,7 +117,6 @@ def test_truncated_and_corrupted_checkpoints_name_the_file(tmp_path):
     for f in (trunc, garbage):
         with pytest.raises(io.ArtifactError) as err:
             io.load_point(f)
-        print(err.value)
         assert str(f) in str(err.value) and "truncated, corrupted" in str(err.value)
     assert io.load_point(good).flat.numel() > 0
 
@@ -128,7 +127,6 @@ def test_truncated_parquet_names_the_file(tmp_path):
     f.write_bytes(f.read_bytes()[:-20])
     with pytest.raises(io.ArtifactError) as err:
         io.read_parquet(f)
-    print(err.value)
     assert str(f) in str(err.value) and "truncated or corrupted" in str(err.value)
 
 
@@ -144,7 +142,6 @@ def test_checkpoints_load_without_running_code(tmp_path, monkeypatch):
     torch.save({"format": "losslab.point/1", "flat": torch.zeros(3), "buffers": {}, "meta": {"x": _Evil()}}, f)
     with pytest.raises(io.ArtifactError) as err:
         io.load_point(f)
-    print(err.value)
     assert not marker.exists(), "loading a checkpoint ran code"
     assert f"checkpoint {f} was refused" in str(err.value) and "would run code" in str(err.value)
 
@@ -153,7 +150,6 @@ def test_endpoints_with_mismatched_shapes_are_rejected():
     a, b = _point(1.0), _point(0.5)
     with pytest.raises(io.ArtifactError) as err:
         io.check_compatible({"seed0/model.pt": a, "seed1/model.pt": b})
-    print(err.value)
     assert "seed0/model.pt" in str(err.value) and "seed1/model.pt" in str(err.value)
     c = _point(1.0)
     c.flat = c.flat[:-1]
@@ -187,7 +183,6 @@ def test_corrupted_parquet_fails_the_rule_cleanly(tiny_copy):
                      configfile=None, check=False)
     out = proc.stdout + proc.stderr
     log = (work / "logs/digits/simplecnn/endpoints/summary.log").read_text()
-    print(log[-600:])
     assert proc.returncode != 0 and "endpoint_summary" in out
     assert f"{ENDPOINT}/metrics.parquet is truncated or corrupted" in out
     assert f"job failed: ArtifactError: table {ENDPOINT}/metrics.parquet is truncated or corrupted" in log

@@ -122,7 +122,6 @@ def test_tiny_config_on_slurm_equals_local_run(slurm_cluster, tiny_run, tmp_path
     wall = time.time() - t0
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"SLURM run failed:\n{log[-8000:]}"
-    print(f"SLURM run of {len(TARGETS)} targets of the tiny config: {wall:.0f} s")
 
     jobs = _jobs(log)
     assert jobs, "no job was submitted to SLURM"

@@ -700,6 +700,11 @@ class EvalData:
     test_y: torch.Tensor
     bn_x: torch.Tensor  # un-augmented training subset for BatchNorm statistics
 
+    @property
+    def sizes(self) -> dict[str, int]:
+        """``{"n_train", "n_test"}``: the subset sizes every table of an evaluation records."""
+        return {"n_train": int(self.train_x.shape[0]), "n_test": int(self.test_x.shape[0])}
+
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         return (self.train_x, self.train_y) if name == "train" else (self.test_x, self.test_y)
 

@@ -233,5 +233,6 @@ def summarise_widths(widths: pd.DataFrame) -> pd.DataFrame:
             "test_accuracy_mean": ok.groupby("seed")["test_accuracy"].first().mean() if n else math.nan,
             "weight_norm_mean": ok.groupby("seed")["weight_norm"].first().mean() if n else math.nan,
             "threshold": ok["threshold"].iloc[0] if n else math.nan,
+            **{c: g[c].dropna().iloc[0] if c in g and g[c].notna().any() else math.nan for c in ("n_train", "n_test")},
         })
     return pd.DataFrame(rows)

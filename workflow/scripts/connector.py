@@ -25,7 +25,8 @@ with torch.no_grad():
              "deviation_norm": float((res.points[k] - line[k]).norm())} for k in range(len(res.t))]
 table = pd.DataFrame(rows).assign(dataset=ds.name, model=pts[0].model_spec["name"], setting=pts[0].meta.get("setting"),
                                   seed_a=pts[0].meta.get("seed"), seed_b=pts[1].meta.get("seed"),
-                                  subspace=res.subspace, dim=res.dim, D=fm.numel)
+                                  subspace=res.subspace, dim=res.dim, D=fm.numel,
+                                  n_train=ds.train_x.shape[0], n_test=0)  # losses on the whole training set
 io.write_parquet(table, snakemake.output.table)
 io.save_tensors({"t": res.t.cpu(), "points": res.points.cpu(), "subspace": res.subspace, "dim": res.dim},
                 snakemake.output.nodes)

@@ -23,7 +23,7 @@ for name, vecs in (("line", connectors.line_points(a, b, t)), ("connector", conn
     frames.append(df.drop(columns="index").assign(path=name))
 path = pd.concat(frames, ignore_index=True).assign(dataset=ds.name, model=pts[0].model_spec["name"],
                                                     setting=pts[0].meta.get("setting"),
-                                                    bn_policy=fm.bn_policy(ev.bn_x.shape[0]))
+                                                    bn_policy=fm.bn_policy(ev.bn_x.shape[0]), **ev.sizes)
 io.write_parquet(path, snakemake.output.path)
 cos = connectors.deviation_cosines(nodes["t"], nodes["points"]).cpu()
 io.write_parquet(connectors.cosine_table(nodes["t"].cpu(), cos).assign(dataset=ds.name), snakemake.output.cosines)

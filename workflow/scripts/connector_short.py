@@ -15,5 +15,5 @@ table = connectors.short_direction_rows(loss, nodes["points"], sd["top_k"], sd["
                                         progress=True)
 table["t"] = nodes["t"].cpu().numpy()[table["index"].to_numpy()]
 table = table.rename(columns={"index": "node"}).assign(dataset=ds.name, model=pts[0].model_spec["name"],
-                                                       samples=x.shape[0])
+                                                       samples=x.shape[0], n_train=x.shape[0], n_test=0)
 io.write_parquet(table, snakemake.output.table)

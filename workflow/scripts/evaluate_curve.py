@@ -21,7 +21,7 @@ paths = {"curve": curves.point(cv["kind"], control.to(device), ts.to(device)),
 along, ens = curves.evaluate_paths(fm, paths, ts, ev, ds.task, spec["curve"]["l2"], batch_size=spec["evaluation"]["batch_size"])
 summary = curves.summarise(along, ("objective", "loss", "error") if ds.task == "classification" else ("objective", "loss"))
 ids = dict(dataset=wc.dataset, model=wc.model, **spec["ids"], kind=cv["kind"], bends=int(spec["curve"]["bends"]),
-           curve_status=cv["meta"].get("status", "ok"))
+           curve_status=cv["meta"].get("status", "ok"), **ev.sizes)
 io.write_parquet(along.assign(**ids), snakemake.output.along)
 io.write_parquet(ens.assign(**ids), snakemake.output.ensemble)
 io.write_parquet(summary.assign(**ids), snakemake.output.summary)

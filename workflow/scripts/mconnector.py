@@ -20,5 +20,7 @@ with torch.no_grad():
         flat = w.to(X.device, X.dtype) @ X
         rows.append({"node": k, **{f"w{i}": float(v) for i, v in enumerate(w)}, "flat_train_loss": float(full(flat)),
                      "node_train_loss": float(full(x)), "status": res.status[k]})
-io.write_parquet(pd.DataFrame(rows).assign(dataset=ds.name, resolution=p.resolution, n=X.shape[0]), snakemake.output.table)
+io.write_parquet(pd.DataFrame(rows).assign(dataset=ds.name, resolution=p.resolution, n=X.shape[0],
+                                           n_train=ds.train_x.shape[0], n_test=0),  # losses on the whole training set
+                 snakemake.output.table)
 io.save_tensors({"bary": res.bary.cpu(), "points": res.points.cpu(), "resolution": res.resolution}, snakemake.output.nodes)

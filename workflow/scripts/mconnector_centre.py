@@ -27,4 +27,6 @@ for n in p.centre_n:
                                                     flat_centre_train_loss=float(full(flat).detach())))
     log.info("n=%d: centre loss %.4f (flat %.4f), %d short directions", n, frames[-1].centre_train_loss.iloc[0],
              frames[-1].flat_centre_train_loss.iloc[0], int(rows.short_count.iloc[0]))
-io.write_parquet(pd.concat(frames, ignore_index=True).assign(dataset=ds.name, samples=x.shape[0]), snakemake.output.table)
+io.write_parquet(pd.concat(frames, ignore_index=True).assign(dataset=ds.name, samples=x.shape[0],
+                                                             n_train=ds.train_x.shape[0], n_test=0),
+                 snakemake.output.table)  # centre losses on the whole training set, Hessians on `samples`

@@ -20,7 +20,8 @@ for name, vecs in (("mconnector", connectors.triangle_surface(res, query)), ("fl
         df[f"w{i}"] = query[:, i].numpy()[df["index"].to_numpy()]
     frames.append(df.assign(surface=name))
 table = pd.concat(frames, ignore_index=True).assign(dataset=ds.name, model=pts[0].model_spec["name"],
-                                                     resolution=res.resolution, eval_resolution=p.eval_resolution)
+                                                     resolution=res.resolution, eval_resolution=p.eval_resolution,
+                                                     **ev.sizes)
 io.write_parquet(table, snakemake.output.table)
 tr = table[table.split == "train"]
 log.info("max train loss: flat simplex %.4f, m-connector surface %.4f",

@@ -19,7 +19,7 @@ start_setting = p.pop("start_setting")
 settings = swa.SwaSettings(**p)
 seed = int(snakemake.params.seed)
 ids = dict(dataset=wc.dataset, model=wc.model, schedule=settings.schedule, lr=settings.lr, seed=seed,
-           start_setting=start_setting)
+           start_setting=start_setting, **ev.sizes)
 
 if start.status != "ok" or not bool(start.flat.isfinite().all()):
     log.warning("start endpoint %s has status %s; recording the run as diverged", snakemake.input.start, start.status)

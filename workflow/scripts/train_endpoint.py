@@ -18,7 +18,7 @@ res = train_endpoint(spec["model"], TrainSettings.from_dict(spec["train"]), ds, 
 res.point.meta.update(setting=wc.setting)
 hist = res.history.assign(dataset=wc.dataset, model=wc.model, setting=wc.setting, seed=int(wc.seed),
                           **{k: v for k, v in spec["train"].items()},
-                          width=spec["model"]["width"], dropout=spec["model"]["dropout"])
+                          width=spec["model"]["width"], dropout=spec["model"]["dropout"], **ev.sizes)
 io.write_parquet(hist, snakemake.output.metrics)
 io.save_point(res.point, snakemake.output.ckpt)
 state.unlink(missing_ok=True)

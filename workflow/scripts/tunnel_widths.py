@@ -50,6 +50,7 @@ for seed, path in zip(snakemake.params.seeds, snakemake.input.ckpts):
 prof = pd.concat(profiles, ignore_index=True) if profiles else pd.DataFrame(
     {c: pd.Series(dtype=t) for c, t in [("dataset", str), ("model", str), ("setting", str), ("seed", int),
                                          ("direction", int), ("r", float), ("loss", float), ("status", str)]})
-meta = {"normalization": tc["normalization"], "threshold_mode": tc["threshold_mode"], "bn_policy": fm.bn_policy(e["bn_size"])}
+meta = {"normalization": tc["normalization"], "threshold_mode": tc["threshold_mode"], "bn_policy": fm.bn_policy(e["bn_size"]),
+        **ev.sizes}
 io.write_parquet(pd.concat(widths, ignore_index=True).assign(**meta), snakemake.output.widths)
 io.write_parquet(prof, snakemake.output.profile)
