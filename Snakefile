@@ -16,8 +16,8 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 # Script jobs (and jobs on cluster nodes) import the library from this checkout, and resolve
 # relative paths of user files against the working directory, then the workflow folder.
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
-os.environ["LOSSLAB_WORKFLOW_DIR"] = str(workflow.basedir)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p),
+                  LOSSLAB_WORKFLOW_DIR=str(workflow.basedir))
 
 from losslab.config import ConfigError, validate_config
 from losslab.plan import build_plan

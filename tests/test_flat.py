@@ -74,3 +74,29 @@ def test_bn_recompute_equals_update_bn_on_a_loaded_module():
     res = evaluate_point(fm, vec, ev, "classification")
     assert set(res) == {"train", "test"} and res["test"]["loss"] > 0
     assert "recomputed" in fm.bn_policy(128) and "none" in FlatModel(_model()).bn_policy(128)
+
+
+def test_filter_normalisation_is_defined_once_for_planes_and_tunnels():
+    """Each filter of a direction gets its optimum filter's norm; biases get zero; [k, D] works row-wise."""
+    from losslab import planes, tunnels
+    from losslab.flat import FlatModel, filter_normalise
+    from losslab.models import build_model
+
+    torch.manual_seed(0)
+    fm = FlatModel(build_model({"name": "simplecnn", "width": 0.5}, (1, 8, 8), 10))
+    w = fm.flatten()
+    d = torch.randn(3, fm.numel)
+    out = filter_normalise(d, w, fm)
+    for row in range(3):
+        assert torch.equal(out[row], filter_normalise(d[row], w, fm))
+    p, q = fm.params(out[0]), fm.params(w)
+    for name, t in q.items():
+        if t.ndim == 1:
+            assert not p[name].any(), name
+        else:
+            assert torch.allclose(p[name].reshape(t.shape[0], -1).norm(dim=1), t.reshape(t.shape[0], -1).norm(dim=1))
+    # both stages use it: a filter-normalised plane direction and a tunnel direction share its zero biases
+    pl = planes.random_plane(w, 3, "filter", layout=fm)
+    tu = tunnels.random_directions(fm, w, 2, "filter", torch.Generator().manual_seed(3))
+    for vec in (pl.e1, tu[0]):
+        assert not fm.params(vec)["head.bias"].any()

@@ -146,3 +146,11 @@ def test_table_and_figure_jobs_start_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(REPO / "src")}).stdout
     assert out.strip() == "False", f"the library modules of {names} import torch: {sorted(mods)}"
+
+
+def test_lint_is_clean(tmp_path):
+    """`snakemake --lint` finds nothing: every rule has a log, a benchmark and the project's conda
+    environment, rule files hold rules only (their helpers live in the plan), paths are f-strings."""
+    proc = snakemake(tmp_path, "--lint", configfile=None, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Lints for" not in out, out[-3000:]

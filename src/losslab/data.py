@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from . import catalog
+from .seeds import derive_seed
 from .catalog import DATASETS, EMBEDDED, TORCHVISION, DataMissingError, DatasetError  # noqa: F401 (re-exported)
 from .catalog import check_dataset as check_available  # noqa: F401 (re-exported)
 
@@ -711,8 +712,8 @@ class EvalData:
 
 def eval_data(ds: Dataset, n_train: int, n_test: int, n_bn: int, seed: int, device="cpu") -> EvalData:
     trx, try_ = subset(ds.train_x, ds.train_y, n_train, seed)
-    tex, tey = subset(ds.test_x, ds.test_y, n_test, seed + 1)
-    bnx, _ = subset(ds.train_x, ds.train_y, n_bn, seed + 2)
+    tex, tey = subset(ds.test_x, ds.test_y, n_test, derive_seed(seed, "test subset"))
+    bnx, _ = subset(ds.train_x, ds.train_y, n_bn, derive_seed(seed, "batchnorm subset"))
     dev = torch.device(device)
     return EvalData(trx.to(dev), try_.to(dev), tex.to(dev), tey.to(dev), bnx.to(dev))
 

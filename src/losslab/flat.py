@@ -128,6 +128,38 @@ class FlatModel:
             self.module.train(was)
 
 
+def layout_of(obj) -> list[tuple[str, tuple[int, ...]]]:
+    """Parameter (name, shape) list of a FlatModel, a Point, or a layout JSON string."""
+    if isinstance(obj, FlatModel):
+        return [(n, tuple(s)) for n, s in zip(obj.names, obj.shapes)]
+    if hasattr(obj, "meta"):
+        obj = obj.meta["layout"]
+    if isinstance(obj, list):
+        return [(n, tuple(s)) for n, s in obj]
+    return [(n, tuple(s)) for n, s in json.loads(obj)]
+
+
+def filter_normalise(d: torch.Tensor, w: torch.Tensor, layout) -> torch.Tensor:
+    """Filter normalisation (Li et al. 2018), the one definition every stage uses: each filter
+    (output row) of every parameter with two or more dimensions of direction ``d`` gets the norm of
+    the same filter of ``w``; biases and other one-dimensional parameters (BatchNorm) get zero.
+    ``d`` is ``[D]`` or ``[k, D]``; ``layout`` as :func:`layout_of` accepts."""
+    layout = layout_of(layout)
+    out = torch.zeros_like(d)
+    o = 0
+    for _, shape in layout:
+        k = math.prod(shape)
+        if len(shape) >= 2:
+            dd = d[..., o: o + k].reshape(*d.shape[:-1], shape[0], -1)
+            ww = w[o: o + k].reshape(shape[0], -1)
+            scale = ww.norm(dim=-1, keepdim=True) / dd.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            out[..., o: o + k] = (dd * scale).reshape(*d.shape[:-1], k)
+        o += k
+    if o != d.shape[-1]:
+        raise ValueError(f"the layout has {o} parameters, the direction {d.shape[-1]}")
+    return out
+
+
 def loss_fn(task: str):
     if task == "classification":
         return torch.nn.functional.cross_entropy

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from .engine import EngineOptions, Evaluator, forward_flops  # noqa: F401 (re-exported)
-from .flat import BN_BATCH, FlatModel  # noqa: F401 (re-exported)
+from .flat import BN_BATCH, FlatModel, filter_normalise, layout_of  # noqa: F401 (re-exported)
 from .io import ArtifactError, load_tensors, save_tensors
 
 log = logging.getLogger("losslab")
@@ -110,33 +110,6 @@ def plane_from_points(w1: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor,
     return Plane(w1.to(f), e1.to(f), e2.to(f), pts, "points")
 
 
-def layout_of(obj) -> list[tuple[str, tuple[int, ...]]]:
-    """Parameter (name, shape) list of a FlatModel, a Point, or a layout JSON string."""
-    if isinstance(obj, FlatModel):
-        return [(n, tuple(s)) for n, s in zip(obj.names, obj.shapes)]
-    if hasattr(obj, "meta"):
-        obj = obj.meta["layout"]
-    return [(n, tuple(s)) for n, s in json.loads(obj)]
-
-
-def _filter_normalise(d: torch.Tensor, w: torch.Tensor, layout) -> torch.Tensor:
-    """Li et al. (2018): each filter (output row) of ``d`` gets the norm of the same filter of
-    ``w``; biases and other 1-D parameters (BatchNorm) get zero."""
-    out = torch.zeros_like(d)
-    o = 0
-    for _, shape in layout:
-        k = math.prod(shape)
-        if len(shape) >= 2:
-            dd = d[o: o + k].reshape(shape[0], -1)
-            ww = w[o: o + k].reshape(shape[0], -1)
-            scale = ww.norm(dim=1, keepdim=True) / dd.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            out[o: o + k] = (dd * scale).reshape(-1)
-        o += k
-    if o != d.numel():
-        raise ValueError(f"the layout has {o} parameters, the vector {d.numel()}")
-    return out
-
-
 def random_plane(origin: torch.Tensor, seed: int, normalization: str = "norm", layout=None) -> Plane:
     """An optimum plus two random Gaussian directions.
 
@@ -162,8 +135,7 @@ def random_plane(origin: torch.Tensor, seed: int, normalization: str = "norm", l
     elif normalization == "filter":
         if layout is None:
             raise ValueError("filter normalisation needs the model's parameter layout")
-        layout = layout_of(layout) if not isinstance(layout, list) else layout
-        d1, d2 = _filter_normalise(d1, w, layout), _filter_normalise(d2, w, layout)
+        d1, d2 = filter_normalise(d1, w, layout), filter_normalise(d2, w, layout)
     else:
         raise ValueError(f"unknown direction normalization {normalization!r}; allowed: norm, unit, filter")
     return Plane(origin.float(), d1.to(origin.device), d2.to(origin.device), {"optimum": (0.0, 0.0)}, "random",

@@ -13,10 +13,10 @@ distance ``r`` at which the loss first exceeds a threshold (absolute, or a multi
 Rays whose loss stays below the threshold up to ``r_max`` are *censored*: their width is reported
 as ``r_max`` with ``reached = False``.
 
-Directions are plain Gaussian vectors scaled to unit length, or *per-filter normalised*
-(Li et al., 2018): each filter (output slice) of the Gaussian direction is rescaled to the norm of
-the matching filter of ``w`` and the whole direction is then scaled to unit length again, so that
-``r`` is always a Euclidean distance in weight space.
+Directions are plain Gaussian vectors scaled to unit length, or *filter normalised*
+(:func:`losslab.flat.filter_normalise`, Li et al., 2018: each filter of the Gaussian direction gets
+the norm of the matching filter of ``w``, biases and BatchNorm parameters zero) and then scaled to
+unit length again, so that ``r`` is always a Euclidean distance in weight space.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import torch
 
 from .data import EvalData
 from .engine import EngineOptions, Evaluator
-from .flat import FlatModel
+from .flat import FlatModel, filter_normalise
 
 NORMALIZATIONS = ("gaussian", "filter")
 THRESHOLD_MODES = ("absolute", "relative")
@@ -43,18 +43,7 @@ def random_directions(fm: FlatModel, w: torch.Tensor, k: int, normalization: str
         raise ValueError(f"need at least one direction, got {k}")
     d = torch.randn(k, fm.numel, generator=generator, dtype=torch.float64).to(w.device, w.dtype)
     if normalization == "filter":
-        wp = fm.params(w)
-        dp = fm.params(d)  # views into d, shape [k, *param shape]
-        for name, wt in wp.items():
-            dt = dp[name]
-            if wt.ndim <= 1:  # biases and 1-D parameters: the whole tensor is one "filter"
-                wn = wt.norm()
-                dn = dt.reshape(k, -1).norm(dim=1).clamp_min(1e-12)
-                dt.mul_((wn / dn).reshape(k, *([1] * wt.ndim)))
-            else:
-                wn = wt.reshape(wt.shape[0], -1).norm(dim=1)  # [out]
-                dn = dt.reshape(k, wt.shape[0], -1).norm(dim=2).clamp_min(1e-12)  # [k, out]
-                dt.mul_((wn[None] / dn).reshape(k, wt.shape[0], *([1] * (wt.ndim - 1))))
+        d = filter_normalise(d, w, fm)
     return d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 

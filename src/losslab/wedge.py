@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from . import connectors
+from .seeds import derive_seed
 
 
 def check_dims(D: int, s: int) -> None:
@@ -104,7 +105,7 @@ def hyperplane_experiment(D: int, s: int, dims, planes: int, steps: int, lr: flo
     rows = []
     for d in dims:
         for p in range(planes):
-            g = torch.Generator().manual_seed(seed * 100003 + d * 1009 + p)
+            g = torch.Generator().manual_seed(derive_seed(seed, "plane", d, p))
             w0 = random_init(loss, g, None, init_mean, init_std)
             basis = torch.linalg.qr(torch.randn(D, d, generator=g))[0]
             sub = connectors.MatrixSubspace(basis)
@@ -169,8 +170,9 @@ def radial_experiment(D: int, s: int, offset: float, directions: int, max_radius
     direction, so it is near, not on, the wedge (loss = ``offset`` at r = 0).
     """
     loss = WedgeLoss(D, s, rotate, seed)
-    g = torch.Generator().manual_seed(seed + 7)
-    w = loss.nearest_point(train_optima(loss, 1, steps, lr, seed + 7, init_mean, init_std, optimizer)[0])
+    g = torch.Generator().manual_seed(derive_seed(seed, "radial bump"))
+    w = loss.nearest_point(train_optima(loss, 1, steps, lr, derive_seed(seed, "radial optimum"), init_mean, init_std,
+                                        optimizer)[0])
     z = torch.zeros(D)
     idx = loss.short_set(w)
     bump = torch.randn(s, generator=g)

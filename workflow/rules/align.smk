@@ -13,27 +13,15 @@ ALIGN = config["align"]
 _INS = ALIGN["instability"]
 
 
-def al(wc):
-    return AL.stage(PLAN, wc.dataset, wc.model)
-
-
-def pair(wc):
-    return al(wc)["pairs"][wc.pair]
-
-
-def aligned_inputs(wc):
-    return {"w1": pair(wc)["w1"], "w2": pair(wc)["w2"], "aligned": list(pair(wc)["aligned"].values())}
-
-
 rule align_pair:
     input:
         code=lib("job", "align"),
-        w1=lambda wc: pair(wc)["w1"],
-        w2=lambda wc: pair(wc)["w2"],
+        w1=lambda wc: AL.pair_of(PLAN, wc)["w1"],
+        w2=lambda wc: AL.pair_of(PLAN, wc)["w2"],
     output:
         aligned=out(AL.OUT["aligned"]),
     params:
-        spec=lambda wc: experiment_spec(wc, pair(wc)["setting"]),
+        spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, AL.pair_of(PLAN, wc)["setting"]),
         align={k: ALIGN[k] for k in ("seed", "max_iter")},
     log:
         "logs/{dataset}/{model}/align/{pair}/{method}.log",
@@ -42,20 +30,22 @@ rule align_pair:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/align_pair.py"
 
 
 rule align_lines:
     input:
-        unpack(aligned_inputs),
+        unpack(lambda wc: AL.line_inputs(PLAN, wc)),
         code=lib("job", "align"),
     output:
         lines=out(AL.OUT["lines"]),
         barriers=out(AL.OUT["barriers"]),
     params:
-        spec=lambda wc: experiment_spec(wc, pair(wc)["setting"]),
-        ids=lambda wc: {k: pair(wc)[k] for k in ("setting", "seed_a", "seed_b")},
+        spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, AL.pair_of(PLAN, wc)["setting"]),
+        ids=lambda wc: {k: AL.pair_of(PLAN, wc)[k] for k in ("setting", "seed_a", "seed_b")},
         lines={k: ALIGN[k] for k in ("methods", "repair", "points")},
     log:
         "logs/{dataset}/{model}/align/{pair}/lines.log",
@@ -64,24 +54,15 @@ rule align_lines:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/align_lines.py"
 
 
-def line_figure_inputs(wc):
-    from losslab.plan import curves as CV
-
-    pairs = al(wc)["pairs"]
-    ins = {"lines": [PLAN.path(AL.OUT["lines"], dataset=wc.dataset, model=wc.model, pair=p) for p in sorted(pairs)]}
-    ins["along"] = [PLAN.path(CV.OUT["along"], dataset=wc.dataset, model=wc.model, curve=c["id"])
-                    for c in CV.experiment_curves(PLAN, wc.dataset, wc.model)
-                    if f"{c['setting']}/seed{c['a']}-seed{c['b']}" in pairs]
-    return ins
-
-
 rule plot_align_lines:
     input:
-        unpack(line_figure_inputs),
+        unpack(lambda wc: AL.line_figure_inputs(PLAN, wc)),
         code=lib("figures.align"),
     output:
         png=report(out(AL.OUT["fig"], name="lines", ext="png"), caption="../../src/losslab/figures/captions/align_lines.rst",
@@ -93,6 +74,8 @@ rule plot_align_lines:
         "logs/benchmarks/plot_align_lines/{dataset}/{model}/figures/align_lines.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_align_lines.py"
 
@@ -100,13 +83,13 @@ rule plot_align_lines:
 rule align_width:
     input:
         code=lib("job", "align"),
-        ckpts=lambda wc: list(al(wc)["widths"][wc.setting]["ckpts"].values()),
+        ckpts=lambda wc: list(AL.stage(PLAN, wc.dataset, wc.model)["widths"][wc.setting]["ckpts"].values()),
     output:
         barriers=out(AL.OUT["width"]),
     params:
-        spec=lambda wc: experiment_spec(wc, wc.setting),
-        width=lambda wc: {"width": al(wc)["widths"][wc.setting]["width"], "pairs": al(wc)["widths"][wc.setting]["pairs"],
-                          "seeds": list(al(wc)["widths"][wc.setting]["ckpts"]), "method": ALIGN["width"]["method"]},
+        spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, wc.setting),
+        width=lambda wc: {"width": AL.stage(PLAN, wc.dataset, wc.model)["widths"][wc.setting]["width"], "pairs": AL.stage(PLAN, wc.dataset, wc.model)["widths"][wc.setting]["pairs"],
+                          "seeds": list(AL.stage(PLAN, wc.dataset, wc.model)["widths"][wc.setting]["ckpts"]), "method": ALIGN["width"]["method"]},
         lines={k: ALIGN[k] for k in ("repair", "points", "seed", "max_iter")},
     log:
         "logs/{dataset}/{model}/align/width/{setting}.log",
@@ -115,6 +98,8 @@ rule align_width:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/align_width.py"
 
@@ -123,7 +108,7 @@ rule align_width_summary:
     input:
         code=lib(),
         tables=lambda wc: [PLAN.path(AL.OUT["width"], dataset=wc.dataset, model=wc.model, setting=s)
-                           for s in sorted(al(wc)["widths"])],
+                           for s in sorted(AL.stage(PLAN, wc.dataset, wc.model)["widths"])],
     output:
         table=out(AL.OUT["width_all"]),
     log:
@@ -132,6 +117,8 @@ rule align_width_summary:
         "logs/benchmarks/align_width_summary/{dataset}/{model}/align/width_summary.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/gather_tables.py"
 
@@ -150,12 +137,10 @@ rule plot_align_width:
         "logs/benchmarks/plot_align_width/{dataset}/{model}/figures/align_width.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_align_width.py"
-
-
-def instability(wc):
-    return al(wc)["instability"]
 
 
 rule spawn_states:
@@ -164,8 +149,8 @@ rule spawn_states:
     output:
         states=[out(AL.OUT["state"], k=f"{k:04d}") for k in sorted(_INS["epochs"])],
     params:
-        spec=lambda wc: PLAN.endpoint_params(wc.dataset, wc.model, instability(wc)["setting"]),
-        seed=lambda wc: instability(wc)["seed"],
+        spec=lambda wc: PLAN.endpoint_params(wc.dataset, wc.model, AL.instability_of(PLAN, wc)["setting"]),
+        seed=lambda wc: AL.instability_of(PLAN, wc)["seed"],
         ks=sorted(_INS["epochs"]),
     log:
         "logs/{dataset}/{model}/instability/{spawn}/states.log",
@@ -174,6 +159,8 @@ rule spawn_states:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=120, mem_mb=8000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/spawn_states.py"
 
@@ -186,8 +173,8 @@ rule instability_k:
         copies=[out(AL.OUT["copy"], c=c) for c in (0, 1)],
         line=out(AL.OUT["copy_line"]),
     params:
-        spec=lambda wc: PLAN.endpoint_params(wc.dataset, wc.model, instability(wc)["setting"]),
-        seed=lambda wc: instability(wc)["seed"],
+        spec=lambda wc: PLAN.endpoint_params(wc.dataset, wc.model, AL.instability_of(PLAN, wc)["setting"]),
+        seed=lambda wc: AL.instability_of(PLAN, wc)["seed"],
         points=ALIGN["points"],
     log:
         "logs/{dataset}/{model}/instability/{spawn}/k{k}.log",
@@ -196,6 +183,8 @@ rule instability_k:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=120, mem_mb=8000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/instability_k.py"
 
@@ -203,8 +192,8 @@ rule instability_k:
 rule instability_summary:
     input:
         code=lib("summaries"),
-        tables=lambda wc: [PLAN.path(AL.OUT["copy_line"], dataset=wc.dataset, model=wc.model, spawn=instability(wc)["spawn"],
-                                     k=f"{k:04d}") for k in instability(wc)["ks"]],
+        tables=lambda wc: [PLAN.path(AL.OUT["copy_line"], dataset=wc.dataset, model=wc.model, spawn=AL.instability_of(PLAN, wc)["spawn"],
+                                     k=f"{k:04d}") for k in AL.instability_of(PLAN, wc)["ks"]],
     output:
         table=out(AL.OUT["instability"]),
     log:
@@ -213,6 +202,8 @@ rule instability_summary:
         "logs/benchmarks/instability_summary/{dataset}/{model}/instability/summary.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/instability_summary.py"
 
@@ -231,5 +222,7 @@ rule plot_instability:
         "logs/benchmarks/plot_instability/{dataset}/{model}/figures/instability.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_instability.py"

@@ -1,5 +1,5 @@
-# Helpers shared by every rule file: output paths from the plan's templates, library inputs,
-# resources. Rule files read the run plan (PLAN, built in the Snakefile) and register nothing.
+# Helpers shared by the rule files (output paths from the plan's templates, library inputs,
+# resources). The rule files read the run plan, PLAN, built in the Snakefile, and register nothing.
 from losslab.config import library_closure, module_file
 
 RES = PLAN.res
@@ -7,12 +7,12 @@ RES = PLAN.res
 
 class _Keep(dict):
     def __missing__(self, key):
-        return "{" + key + "}"
+        return f"{{{key}}}"
 
 
 def out(template, **fill):
     """A plan path template under the results folder; fields not filled stay wildcards."""
-    return f"{RES}/" + template.format_map(_Keep(fill))
+    return f"{RES}/{template.format_map(_Keep(fill))}"
 
 
 def lib(*modules):
@@ -33,14 +33,8 @@ def cpu_resources(runtime=15, mem_mb=2000):
     return {"runtime": runtime, "mem_mb": mem_mb}
 
 
-def experiment_spec(wc, setting):
-    """Dataset, model and evaluation of an experiment's setting (what builds its network)."""
-    spec = PLAN.endpoint_params(wc.dataset, wc.model, setting)
-    return {k: spec[k] for k in ("dataset", "model", "evaluation")}
-
-
-# Every wildcard of every rule file, here and only here: a global constraint applies to the rules
-# defined after it, so constraints spread over the rule files would depend on their include order.
+# Every wildcard, here and only here: a global constraint applies only to what is defined after
+# it, so constraints spread over the rule files would depend on their include order.
 wildcard_constraints:
     dataset="[A-Za-z0-9_.-]+",
     model="[A-Za-z0-9_.-]+",

@@ -8,24 +8,16 @@ from losslab.plan import connectors as CN
 CON = config["connectors"]
 
 
-def con(wc):
-    return CN.stage(PLAN, wc.dataset, wc.model)
-
-
-def con_dataset(wc):
-    return PLAN.experiment(wc.dataset, wc.model).dataset_cfg
-
-
 rule connector:
     input:
         code=lib("data", "models", "flat", "connectors"),
-        optima=lambda wc: con(wc)["optima"],
+        optima=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["optima"],
     output:
         nodes=out(CN.OUT["nodes"]),
         table=out(CN.OUT["table"]),
     params:
-        dataset=con_dataset,
-        opt=lambda wc: con(wc)["opt"],
+        dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
+        opt=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["opt"],
         segments=CON["segments"],
     log:
         "logs/{dataset}/{model}/connectors/{connector}/connector.log",
@@ -34,6 +26,8 @@ rule connector:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/connector.py"
 
@@ -42,12 +36,12 @@ rule connector_path:
     input:
         code=lib("data", "models", "flat", "connectors"),
         nodes=rules.connector.output.nodes,
-        optima=lambda wc: con(wc)["optima"],
+        optima=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["optima"],
     output:
         path=out(CN.OUT["path"]),
         cosines=out(CN.OUT["cosines"]),
     params:
-        dataset=con_dataset,
+        dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
         evaluation=config["evaluation"],
         eval_points=CON["eval_points"],
     log:
@@ -57,6 +51,8 @@ rule connector_path:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/connector_path.py"
 
@@ -65,11 +61,11 @@ rule connector_short_directions:
     input:
         code=lib("data", "models", "flat", "connectors", "hessian"),
         nodes=rules.connector.output.nodes,
-        optima=lambda wc: con(wc)["optima"],
+        optima=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["optima"],
     output:
         table=out(CN.OUT["short"]),
     params:
-        dataset=con_dataset,
+        dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
         evaluation=config["evaluation"],
         short=CON["short_directions"],
     log:
@@ -79,6 +75,8 @@ rule connector_short_directions:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/connector_short.py"
 
@@ -86,13 +84,13 @@ rule connector_short_directions:
 rule mconnector:
     input:
         code=lib("data", "models", "flat", "connectors"),
-        optima=lambda wc: con(wc)["m_optima"],
+        optima=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["m_optima"],
     output:
         nodes=out(CN.OUT["m_nodes"]),
         table=out(CN.OUT["m_table"]),
     params:
-        dataset=con_dataset,
-        opt=lambda wc: con(wc)["opt"],
+        dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
+        opt=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["opt"],
         resolution=CON["mconnector"]["resolution"],
     log:
         "logs/{dataset}/{model}/mconnectors/{mconnector}/triangle.log",
@@ -101,6 +99,8 @@ rule mconnector:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/mconnector.py"
 
@@ -109,11 +109,11 @@ rule mconnector_surface:
     input:
         code=lib("data", "models", "flat", "connectors"),
         nodes=rules.mconnector.output.nodes,
-        optima=lambda wc: con(wc)["m_optima"],
+        optima=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["m_optima"],
     output:
         table=out(CN.OUT["m_surface"]),
     params:
-        dataset=con_dataset,
+        dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
         evaluation=config["evaluation"],
         eval_resolution=CON["mconnector"]["eval_resolution"],
     log:
@@ -123,6 +123,8 @@ rule mconnector_surface:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/mconnector_surface.py"
 
@@ -130,13 +132,13 @@ rule mconnector_surface:
 rule mconnector_centre:
     input:
         code=lib("data", "models", "flat", "connectors", "hessian"),
-        optima=lambda wc: con(wc)["centre_optima"],
+        optima=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["centre_optima"],
     output:
         table=out(CN.OUT["centre"]),
     params:
-        dataset=con_dataset,
+        dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
         evaluation=config["evaluation"],
-        opt=lambda wc: con(wc)["opt"],
+        opt=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["opt"],
         short=CON["short_directions"],
         centre_n=CON["mconnector"]["centre_n"],
     log:
@@ -146,35 +148,29 @@ rule mconnector_centre:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/mconnector_centre.py"
 
 
-def connector_tables(wc):
-    s = con(wc)
-    ids = dict(dataset=wc.dataset, model=wc.model)
-    return {"path": PLAN.path(CN.OUT["path"], connector=s["connector"], **ids),
-            "cosines": PLAN.path(CN.OUT["cosines"], connector=s["connector"], **ids),
-            "short": PLAN.path(CN.OUT["short"], connector=s["connector"], **ids),
-            "surface": PLAN.path(CN.OUT["m_surface"], mconnector=s["mconnector"], **ids),
-            "centre": PLAN.path(CN.OUT["centre"], mconnector=s["centre"], **ids)}
-
-
-def _fig(name, caption):
-    return report(out(CN.OUT["fig"], name=name, ext="png"), caption=f"../../src/losslab/figures/captions/{caption}.rst", category="Connectors")
-
-
 rule plot_connectors:
     input:
-        unpack(connector_tables),
+        unpack(lambda wc: CN.figure_inputs(PLAN, wc)),
         code=lib("figures.structure"),
     output:
-        connector_path=_fig("connector_path", "connector_path"),
-        connector_cosines=_fig("connector_cosines", "connector_cosines"),
-        connector_agreement=_fig("connector_agreement", "connector_agreement"),
-        connector_short_directions=_fig("connector_short_directions", "connector_short"),
-        mconnector_triangle=_fig("mconnector_triangle", "mconnector_triangle"),
-        mconnector_centre=_fig("mconnector_centre", "mconnector_centre"),
+        connector_path=report(out(CN.OUT["fig"], name="connector_path", ext="png"),
+                                   caption="../../src/losslab/figures/captions/connector_path.rst", category="Connectors"),
+        connector_cosines=report(out(CN.OUT["fig"], name="connector_cosines", ext="png"),
+                                   caption="../../src/losslab/figures/captions/connector_cosines.rst", category="Connectors"),
+        connector_agreement=report(out(CN.OUT["fig"], name="connector_agreement", ext="png"),
+                                   caption="../../src/losslab/figures/captions/connector_agreement.rst", category="Connectors"),
+        connector_short_directions=report(out(CN.OUT["fig"], name="connector_short_directions", ext="png"),
+                                   caption="../../src/losslab/figures/captions/connector_short.rst", category="Connectors"),
+        mconnector_triangle=report(out(CN.OUT["fig"], name="mconnector_triangle", ext="png"),
+                                   caption="../../src/losslab/figures/captions/mconnector_triangle.rst", category="Connectors"),
+        mconnector_centre=report(out(CN.OUT["fig"], name="mconnector_centre", ext="png"),
+                                   caption="../../src/losslab/figures/captions/mconnector_centre.rst", category="Connectors"),
         pdfs=[out(CN.OUT["fig"], name=n, ext="pdf") for n in CN.FIGURES],
     log:
         "logs/{dataset}/{model}/figures/connectors.log",
@@ -182,5 +178,7 @@ rule plot_connectors:
         "logs/benchmarks/plot_connectors/{dataset}/{model}/figures/connectors.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_connectors.py"

@@ -13,38 +13,16 @@
 from losslab.plan import curves as CV
 
 
-def curve(wc):
-    return CV.curve_def(PLAN, wc.dataset, wc.model, wc.curve)
-
-
-def curve_endpoints(wc):
-    c = curve(wc)
-    return {"w1": c["w1"], "w2": c["w2"]}
-
-
-def curve_spec(wc):
-    """Only what the curve rules use: dataset, model, evaluation subsets, the curve's settings."""
-    c = curve(wc)
-    return {**experiment_spec(wc, c["setting"]),
-            "curve": {**c["train"], "kind": c["kind"], "bends": c["bends"]},
-            "ids": {"setting": c["setting"], "seed_a": c["a"], "seed_b": c["b"], "alignment": c["alignment"]}}
-
-
-def experiment_curves(wc, name):
-    return [PLAN.path(CV.OUT[name], dataset=wc.dataset, model=wc.model, curve=c["id"])
-            for c in CV.experiment_curves(PLAN, wc.dataset, wc.model)]
-
-
 rule train_curve:
     input:
-        unpack(curve_endpoints),
+        unpack(lambda wc: CV.curve_inputs(PLAN, wc)),
         code=lib("data", "models", "flat", "curves"),
     output:
         ckpt=out(CV.OUT["ckpt"]),
         log_table=out(CV.OUT["log_table"]),
         epochs=out(CV.OUT["epochs"]),
     params:
-        spec=curve_spec,
+        spec=lambda wc: CV.curve_spec(PLAN, wc),
     log:
         "logs/{dataset}/{model}/curves/{curve}/train.log",
     benchmark:
@@ -52,13 +30,15 @@ rule train_curve:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=120, mem_mb=8000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/train_curve.py"
 
 
 rule evaluate_curve:
     input:
-        unpack(curve_endpoints),
+        unpack(lambda wc: CV.curve_inputs(PLAN, wc)),
         code=lib("job", "data", "models", "flat", "curves"),
         ckpt=rules.train_curve.output.ckpt,
     output:
@@ -66,8 +46,8 @@ rule evaluate_curve:
         summary=out(CV.OUT["summary"]),
         ensemble=out(CV.OUT["ensemble"]),
     params:
-        spec=curve_spec,
-        points=lambda wc: curve(wc)["points"],
+        spec=lambda wc: CV.curve_spec(PLAN, wc),
+        points=lambda wc: CV.curve_def(PLAN, wc.dataset, wc.model, wc.curve)["points"],
     log:
         "logs/{dataset}/{model}/curves/{curve}/evaluate.log",
     benchmark:
@@ -75,6 +55,8 @@ rule evaluate_curve:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=8000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/evaluate_curve.py"
 
@@ -82,7 +64,7 @@ rule evaluate_curve:
 rule curve_summary:
     input:
         code=lib("curves"),
-        summaries=lambda wc: experiment_curves(wc, "summary"),
+        summaries=lambda wc: CV.curve_files(PLAN, wc, "summary"),
     output:
         table=out(CV.OUT["gather"]),
     log:
@@ -91,6 +73,8 @@ rule curve_summary:
         "logs/benchmarks/curve_summary/{dataset}/{model}/curves/summary.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/curve_summary.py"
 
@@ -98,8 +82,8 @@ rule curve_summary:
 rule plot_curves:
     input:
         code=lib("figures.curves"),
-        along=lambda wc: experiment_curves(wc, "along"),
-        ensemble=lambda wc: experiment_curves(wc, "ensemble"),
+        along=lambda wc: CV.curve_files(PLAN, wc, "along"),
+        ensemble=lambda wc: CV.curve_files(PLAN, wc, "ensemble"),
     output:
         along=report(out(CV.OUT["along_png"]), caption="../../src/losslab/figures/captions/curves_along_t.rst", category="Curves"),
         along_pdf=out(CV.OUT["along_pdf"]),
@@ -111,6 +95,8 @@ rule plot_curves:
         "logs/benchmarks/plot_curves/{dataset}/{model}/figures/curves.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_curves.py"
 
@@ -123,7 +109,7 @@ rule curve_predictions:
         predictions=out(CV.OUT["predictions"]),
         data=out(CV.OUT["data"]),
     params:
-        spec=curve_spec,
+        spec=lambda wc: CV.curve_spec(PLAN, wc),
         functions={k: config["curves"]["regression"][k] for k in ("ts", "grid", "x_range")},
     log:
         "logs/{dataset}/{model}/curves/{curve}/predictions.log",
@@ -132,6 +118,8 @@ rule curve_predictions:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=15, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/curve_predictions.py"
 
@@ -151,5 +139,7 @@ rule plot_curve_functions:
         "logs/benchmarks/plot_curve_functions/{dataset}/{model}/figures/curves/{curve}/functions.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_curve_functions.py"

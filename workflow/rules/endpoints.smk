@@ -10,13 +10,6 @@ from losslab.plan import endpoints as EP
 _EXTERNAL = "|".join(re.escape(n) for n in EP.external_names(PLAN)) or "(?!)"
 
 
-def external(wc):
-    """The file of an external endpoint and how to read it."""
-    s = PLAN.experiment(wc.dataset, wc.model).settings[wc.setting]
-    return {"path": s.resolved[int(wc.seed)], "strip_prefix": s.strip_prefix,
-            "key": f"endpoints.external.{wc.setting}[{wc.seed}]"}
-
-
 rule train_endpoint:
     input:
         code=lib("data", "models", "flat", "train"),
@@ -34,6 +27,8 @@ rule train_endpoint:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=120, mem_mb=8000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/train_endpoint.py"
 
@@ -41,13 +36,13 @@ rule train_endpoint:
 rule import_endpoint:
     input:
         code=lib("data", "models", "flat", "checkpoints"),
-        ckpt=lambda wc: external(wc)["path"],
+        ckpt=lambda wc: EP.external_file(PLAN, wc)["path"],
     output:
         ckpt=out(EP.OUT["ckpt"]),
         metrics=out(EP.OUT["metrics"]),
     params:
-        spec=lambda wc: experiment_spec(wc, wc.setting),
-        external=lambda wc: {k: v for k, v in external(wc).items() if k != "path"},  # the file is an input
+        spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, wc.setting),
+        external=lambda wc: {k: v for k, v in EP.external_file(PLAN, wc).items() if k != "path"},  # the file is an input
     log:
         "logs/{dataset}/{model}/endpoints/{setting}/seed{seed}.log",
     benchmark:
@@ -57,6 +52,8 @@ rule import_endpoint:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=15, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/import_endpoint.py"
 
@@ -73,6 +70,8 @@ rule endpoint_summary:
         "logs/benchmarks/endpoint_summary/{dataset}/{model}/endpoints/summary.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/endpoint_summary.py"
 
@@ -90,5 +89,7 @@ rule plot_endpoint_training:
         "logs/benchmarks/plot_endpoint_training/{dataset}/{model}/figures/endpoint_training.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_endpoint_training.py"

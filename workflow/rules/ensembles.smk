@@ -9,25 +9,17 @@ from losslab.plan import ensembles as EN
 ENS = config["ensembles"]
 
 
-def ens(wc):
-    return EN.stage(PLAN, wc.dataset, wc.model)
-
-
-def ens_spec(wc):
-    return experiment_spec(wc, ens(wc)["setting"])
-
-
 rule ensemble_independent:
     input:
         code=lib("job", "ensembles"),
-        ckpts=lambda wc: ens(wc)["independent"],
+        ckpts=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["independent"],
     output:
         table=out(EN.OUT["independent"]),
     params:
-        spec=ens_spec,
+        spec=lambda wc: EN.spec(PLAN, wc),
         seeds=ENS["seeds"],
         max_subsets=ENS["max_subsets"],
-        epochs=lambda wc: ens(wc)["epochs"],
+        epochs=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["epochs"],
     log:
         "logs/{dataset}/{model}/ensembles/independent.log",
     benchmark:
@@ -35,6 +27,8 @@ rule ensemble_independent:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/ensemble_independent.py"
 
@@ -42,14 +36,14 @@ rule ensemble_independent:
 rule ensemble_fge:
     input:
         code=lib("job", "ensembles", "fge"),
-        start=lambda wc: ens(wc)["starts"][int(wc.seed)],
+        start=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["starts"][int(wc.seed)],
     output:
         table=out(EN.OUT["fge"]),
         members=out(EN.OUT["fge_members"]),
     params:
-        spec=ens_spec,
+        spec=lambda wc: EN.spec(PLAN, wc),
         fge=ENS["fge"],
-        epochs=lambda wc: ens(wc)["epochs"],
+        epochs=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["epochs"],
     log:
         "logs/{dataset}/{model}/ensembles/fge/seed{seed}.log",
     benchmark:
@@ -57,6 +51,8 @@ rule ensemble_fge:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/ensemble_fge.py"
 
@@ -64,14 +60,14 @@ rule ensemble_fge:
 rule ensemble_snapshots:
     input:
         code=lib("job", "ensembles", "swa"),
-        start=lambda wc: ens(wc)["starts"][int(wc.seed)],
+        start=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["starts"][int(wc.seed)],
     output:
         table=out(EN.OUT["snapshots"]),
         members=out(EN.OUT["snapshot_members"]),
     params:
-        spec=ens_spec,
+        spec=lambda wc: EN.spec(PLAN, wc),
         snapshots=ENS["snapshots"],
-        epochs=lambda wc: ens(wc)["epochs"],
+        epochs=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["epochs"],
     log:
         "logs/{dataset}/{model}/ensembles/snapshots/seed{seed}.log",
     benchmark:
@@ -79,24 +75,22 @@ rule ensemble_snapshots:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/ensemble_snapshots.py"
-
-
-def ens_curve(wc):
-    return next(c for c in ens(wc)["curves"] if c["id"] == wc.curve)
 
 
 rule ensemble_curve:
     input:
         code=lib("job", "ensembles", "curves"),
-        ckpt=lambda wc: ens_curve(wc)["ckpt"],
+        ckpt=lambda wc: EN.curve_of(PLAN, wc)["ckpt"],
     output:
         table=out(EN.OUT["curve"]),
     params:
-        spec=ens_spec,
+        spec=lambda wc: EN.spec(PLAN, wc),
         members=ENS["curve"]["members"],
-        budget=lambda wc: 2 * ens(wc)["epochs"] + ens_curve(wc)["epochs"],
+        budget=lambda wc: 2 * EN.stage(PLAN, wc.dataset, wc.model)["epochs"] + EN.curve_of(PLAN, wc)["epochs"],
     log:
         "logs/{dataset}/{model}/ensembles/curve/{curve}.log",
     benchmark:
@@ -104,6 +98,8 @@ rule ensemble_curve:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/ensemble_curve.py"
 
@@ -111,14 +107,14 @@ rule ensemble_curve:
 rule ensemble_simplex:
     input:
         code=lib("job", "ensembles", "connectors"),
-        nodes=lambda wc: ens(wc)["simplex"]["nodes"],
-        optima=lambda wc: ens(wc)["simplex"]["optima"],
+        nodes=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["simplex"]["nodes"],
+        optima=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["simplex"]["optima"],
     output:
         table=out(EN.OUT["simplex"]),
     params:
-        spec=ens_spec,
+        spec=lambda wc: EN.spec(PLAN, wc),
         simplex=ENS["simplex"],
-        budget=lambda wc: ens(wc)["simplex"]["budget"],
+        budget=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["simplex"]["budget"],
     log:
         "logs/{dataset}/{model}/ensembles/simplex.log",
     benchmark:
@@ -126,6 +122,8 @@ rule ensemble_simplex:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/ensemble_simplex.py"
 
@@ -133,7 +131,7 @@ rule ensemble_simplex:
 rule ensemble_summary:
     input:
         code=lib(),
-        tables=lambda wc: ens(wc)["tables"],
+        tables=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["tables"],
     output:
         table=out(EN.OUT["summary"]),
     log:
@@ -142,6 +140,8 @@ rule ensemble_summary:
         "logs/benchmarks/ensemble_summary/{dataset}/{model}/ensembles/summary.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/gather_tables.py"
 
@@ -162,5 +162,7 @@ rule plot_ensembles:
         "logs/benchmarks/plot_ensembles/{dataset}/{model}/figures/ensembles.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_ensembles.py"

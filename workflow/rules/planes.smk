@@ -12,27 +12,25 @@ from losslab.plan import planes as PL_PLAN
 PL = config["planes"]
 
 
-def plane(wc):
-    return PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)
-
-
 rule plane_basis:
     input:
         code=lib("flat", "models", "curves", "planes"),
-        points=lambda wc: list(plane(wc)["inputs"].values()),
-        spec=lambda wc: plane(wc)["spec"],
+        points=lambda wc: list(PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["inputs"].values()),
+        spec=lambda wc: PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["spec"],
     output:
         plane=out(PL_PLAN.OUT["plane"]),
         points=out(PL_PLAN.OUT["points"]),
     params:
-        plane=lambda wc: {"name": wc.plane, "kind": plane(wc)["kind"], "names": list(plane(wc)["inputs"]),
-                          "margin": PL["margin"], "random": plane(wc)["random"]},
+        plane=lambda wc: {"name": wc.plane, "kind": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["kind"], "names": list(PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["inputs"]),
+                          "margin": PL["margin"], "random": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["random"]},
     log:
         "logs/{dataset}/{model}/planes/{plane}/basis.log",
     benchmark:
         "logs/benchmarks/plane_basis/{dataset}/{model}/planes/{plane}/basis.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plane_basis.py"
 
@@ -41,11 +39,11 @@ rule plane_tile:
     input:
         code=lib("data", "models", "flat", "planes"),
         plane=rules.plane_basis.output.plane,
-        spec=lambda wc: plane(wc)["spec"],
+        spec=lambda wc: PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["spec"],
     output:
         tile=out(PL_PLAN.OUT["tile"]),
     params:
-        grid=lambda wc: {"resolution": plane(wc)["resolution"], "tiles_per_side": plane(wc)["tiles"],
+        grid=lambda wc: {"resolution": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["resolution"], "tiles_per_side": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["tiles"],
                          "engine": PL["engine"], "dataset": PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
                          "evaluation": config["evaluation"]},
     log:
@@ -55,6 +53,8 @@ rule plane_tile:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=120, mem_mb=config["compute"]["memory_budget_mb"] + 2000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plane_tile.py"
 
@@ -66,13 +66,15 @@ rule plane_gather:
     output:
         grid=out(PL_PLAN.OUT["grid"]),
     params:
-        resolution=lambda wc: plane(wc)["resolution"],
+        resolution=lambda wc: PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["resolution"],
     log:
         "logs/{dataset}/{model}/planes/{plane}/gather.log",
     benchmark:
         "logs/benchmarks/plane_gather/{dataset}/{model}/planes/{plane}/gather.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plane_gather.py"
 
@@ -81,8 +83,8 @@ rule curve_track:
     input:
         code=lib("curves", "planes"),
         plane=rules.plane_basis.output.plane,
-        curve=lambda wc: plane(wc)["inputs"]["curve"],
-        epochs=lambda wc: plane(wc)["epochs"],
+        curve=lambda wc: PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["inputs"]["curve"],
+        epochs=lambda wc: PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["epochs"],
     output:
         track=out(PL_PLAN.OUT["track"]),
     params:
@@ -94,18 +96,15 @@ rule curve_track:
         "logs/benchmarks/curve_track/{dataset}/{model}/planes/{plane}/track.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plane_curve_track.py"
 
 
-def plot_inputs(wc):
-    names = ["grid", "points"] + (["track"] if plane(wc)["kind"] == "curve" else [])
-    return {n: PLAN.path(PL_PLAN.OUT[n], dataset=wc.dataset, model=wc.model, plane=wc.plane) for n in names}
-
-
 rule plot_plane:
     input:
-        unpack(plot_inputs),
+        unpack(lambda wc: PL_PLAN.plot_inputs(PLAN, wc)),
         code=lib("figures.planes"),
     output:
         png=report(out(PL_PLAN.OUT["png"]), caption="../../src/losslab/figures/captions/plane.rst", category="Loss planes",
@@ -119,16 +118,10 @@ rule plot_plane:
         "logs/benchmarks/plot_plane/{dataset}/{model}/figures/planes/{plane}.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_plane.py"
-
-
-def animation_outputs():
-    outs = {"gif": report(out(PL_PLAN.OUT["gif"]), caption="../../src/losslab/figures/captions/plane_animation.rst", category="Loss planes",
-                          labels={"dataset": "{dataset}", "model": "{model}", "plane": "{plane} (training)"})}
-    if PL_PLAN.have_ffmpeg():
-        outs["mp4"] = out(PL_PLAN.OUT["mp4"])
-    return outs
 
 
 rule animate_curve_training:
@@ -138,7 +131,9 @@ rule animate_curve_training:
         points=rules.plane_basis.output.points,
         track=rules.curve_track.output.track,
     output:
-        **animation_outputs(),
+        gif=report(out(PL_PLAN.OUT["gif"]), caption="../../src/losslab/figures/captions/plane_animation.rst",
+                   category="Loss planes", labels={"dataset": "{dataset}", "model": "{model}", "plane": "{plane} (training)"}),
+        **({"mp4": out(PL_PLAN.OUT["mp4"])} if PL_PLAN.have_ffmpeg() else {}),
     params:
         render={k: PL["render"][k] for k in ("levels", "fps")},
     log:
@@ -147,5 +142,7 @@ rule animate_curve_training:
         "logs/benchmarks/animate_curve_training/{dataset}/{model}/figures/planes/{plane}-training.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/animate_curve_training.py"

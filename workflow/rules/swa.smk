@@ -8,30 +8,20 @@ from losslab.plan import swa as SW
 SWA = config["swa"]
 
 
-def swa_run_def(wc):
-    return SW.runs(PLAN, wc.dataset, wc.model)[wc.run]
-
-
-def swa_tables(wc):
-    runs = sorted(SW.runs(PLAN, wc.dataset, wc.model))
-    return {key: [PLAN.path(SW.OUT[n], dataset=wc.dataset, model=wc.model, run=r) for r in runs]
-            for key, n in (("summaries", "summary"), ("lines", "lines"))}
-
-
 rule swa_run:
     input:
         code=lib("job", "data", "models", "flat", "train", "swa"),
-        start=lambda wc: swa_run_def(wc)["start"],
+        start=lambda wc: SW.run_of(PLAN, wc)["start"],
     output:
         snapshots=out(SW.OUT["snapshots"]),
         points=out(SW.OUT["points"]),
         lines=out(SW.OUT["lines"]),
         summary=out(SW.OUT["summary"]),
     params:
-        swa=lambda wc: {**{k: SWA[k] for k in SW.SWA_KEYS}, "lr": swa_run_def(wc)["lr"],
-                        "schedule": swa_run_def(wc)["schedule"], "start_setting": SWA["start_setting"]},
-        seed=lambda wc: swa_run_def(wc)["seed"],
-        spec=lambda wc: experiment_spec(wc, SWA["start_setting"]),
+        swa=lambda wc: {**{k: SWA[k] for k in SW.SWA_KEYS}, "lr": SW.run_of(PLAN, wc)["lr"],
+                        "schedule": SW.run_of(PLAN, wc)["schedule"], "start_setting": SWA["start_setting"]},
+        seed=lambda wc: SW.run_of(PLAN, wc)["seed"],
+        spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, SWA["start_setting"]),
     log:
         "logs/{dataset}/{model}/swa/{run}.log",
     benchmark:
@@ -39,13 +29,15 @@ rule swa_run:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=60, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/swa_run.py"
 
 
 rule swa_summary:
     input:
-        unpack(swa_tables),
+        unpack(lambda wc: SW.tables(PLAN, wc)),
         code=lib("swa"),
     output:
         summary=out(SW.OUT["all_summary"]),
@@ -56,6 +48,8 @@ rule swa_summary:
         "logs/benchmarks/swa_summary/{dataset}/{model}/swa/summary.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/swa_summary.py"
 
@@ -77,5 +71,7 @@ rule plot_swa:
         "logs/benchmarks/plot_swa/{dataset}/{model}/figures/swa.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_swa.py"

@@ -19,7 +19,7 @@ rule tunnel_widths:
     params:
         tunnels={k: TUN[k] for k in TN.TUNNEL_KEYS},
         seeds=TUN["seeds"],
-        spec=lambda wc: experiment_spec(wc, wc.setting),
+        spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, wc.setting),
     log:
         "logs/{dataset}/{model}/tunnels/{setting}.log",
     benchmark:
@@ -27,19 +27,15 @@ rule tunnel_widths:
     threads: config["compute"]["threads"]
     resources:
         **gpu_resources(runtime=30, mem_mb=4000),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/tunnel_widths.py"
 
 
-def tunnel_tables(wc):
-    return {n: [PLAN.path(TN.OUT[k], dataset=wc.dataset, model=wc.model, setting=s)
-                for s in PLAN.stages["tunnels"]["settings"]]
-            for n, k in (("widths", "widths"), ("profiles", "profile"))}
-
-
 rule tunnel_summary:
     input:
-        unpack(tunnel_tables),
+        unpack(lambda wc: TN.tables(PLAN, wc)),
         code=lib("tunnels"),
     output:
         widths=out(TN.OUT["all_widths"]),
@@ -53,6 +49,8 @@ rule tunnel_summary:
         "logs/benchmarks/tunnel_summary/{dataset}/{model}/tunnels/summary.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/tunnel_summary.py"
 
@@ -74,5 +72,7 @@ rule plot_tunnels:
         "logs/benchmarks/plot_tunnels/{dataset}/{model}/figures/tunnels.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_tunnels.py"

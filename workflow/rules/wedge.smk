@@ -21,6 +21,8 @@ rule wedge_hyperplanes:
         "logs/benchmarks/wedge_hyperplanes/toy_wedge/hyperplanes.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/wedge_toy.py"
 
@@ -41,6 +43,8 @@ rule wedge_tunnel:
         "logs/benchmarks/wedge_tunnel/toy_wedge/tunnel.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/wedge_toy.py"
 
@@ -59,6 +63,8 @@ rule wedge_radial:
         "logs/benchmarks/wedge_radial/toy_wedge/radial.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/wedge_toy.py"
 
@@ -84,5 +90,7 @@ rule plot_wedge:
         "logs/benchmarks/plot_wedge/toy_wedge/figures.tsv"
     resources:
         **cpu_resources(),
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_wedge.py"

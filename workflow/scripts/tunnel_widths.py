@@ -6,6 +6,7 @@ import pandas as pd
 from losslab import io, job, tunnels
 from losslab.device import get_device, setup_job
 from losslab.flat import evaluate_point
+from losslab.seeds import derive_seed
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 wc = snakemake.wildcards
@@ -39,7 +40,7 @@ for seed, path in zip(snakemake.params.seeds, snakemake.input.ckpts):
     wt, pr = tunnels.probe(fm, w, ev, ds.task, directions=tc["directions"], normalization=tc["normalization"],
                            r_max=tc["r_max"], threshold=tc["threshold"], mode=tc["threshold_mode"],
                            profile_points=tc["profile_points"], steps=tc["bisection_steps"],
-                           direction_seed=tc["direction_seed"] + int(seed), buffers=point.buffers or None, chunk=chunk,
+                           direction_seed=derive_seed(tc["direction_seed"], "directions", int(seed)), buffers=point.buffers or None, chunk=chunk,
                            **ids, seed=seed)
     wt = wt.assign(test_loss=m["test"]["loss"], test_accuracy=m["test"]["accuracy"], status="ok")
     log.info("seed %s: loss0 %.4g, width mean %.3f (%d of %d rays crossed the threshold %.3g)", seed,

@@ -143,3 +143,29 @@ def stage(plan: Plan, dataset: str, model: str) -> dict:
         return plan.stages["align"][(dataset, model)]
     except KeyError:
         raise ValueError(f"no align stage planned for {dataset}/{model}") from None
+
+
+def pair_of(plan: Plan, wc) -> dict:
+    return stage(plan, wc.dataset, wc.model)["pairs"][wc.pair]
+
+
+def line_inputs(plan: Plan, wc) -> dict:
+    """Both endpoints of a pair and every aligned copy of its second endpoint."""
+    p = pair_of(plan, wc)
+    return {"w1": p["w1"], "w2": p["w2"], "aligned": list(p["aligned"].values())}
+
+
+def line_figure_inputs(plan: Plan, wc) -> dict:
+    """Every pair's lines, and the along tables of the curves between those pairs' endpoints."""
+    from .curves import OUT as CURVE_OUT, experiment_curves
+
+    pairs = stage(plan, wc.dataset, wc.model)["pairs"]
+    ids = dict(dataset=wc.dataset, model=wc.model)
+    return {"lines": [plan.path(OUT["lines"], pair=p, **ids) for p in sorted(pairs)],
+            "along": [plan.path(CURVE_OUT["along"], curve=c["id"], **ids)
+                      for c in experiment_curves(plan, wc.dataset, wc.model)
+                      if f"{c['setting']}/seed{c['a']}-seed{c['b']}" in pairs]}
+
+
+def instability_of(plan: Plan, wc) -> dict:
+    return stage(plan, wc.dataset, wc.model)["instability"]

@@ -88,6 +88,17 @@ def plan_connectors(plan: Plan) -> None:
                  pdfs=[plan.path(OUT["fig"], dataset=exp.dataset, model=exp.model, name=n, ext="pdf") for n in FIGURES])
 
 
+def figure_inputs(plan: Plan, wc) -> dict:
+    """The tables of the connector figures."""
+    s = stage(plan, wc.dataset, wc.model)
+    ids = dict(dataset=wc.dataset, model=wc.model)
+    return {"path": plan.path(OUT["path"], connector=s["connector"], **ids),
+            "cosines": plan.path(OUT["cosines"], connector=s["connector"], **ids),
+            "short": plan.path(OUT["short"], connector=s["connector"], **ids),
+            "surface": plan.path(OUT["m_surface"], mconnector=s["mconnector"], **ids),
+            "centre": plan.path(OUT["centre"], mconnector=s["centre"], **ids)}
+
+
 def stage(plan: Plan, dataset: str, model: str) -> dict:
     try:
         return plan.stages["connectors"][(dataset, model)]

@@ -170,6 +170,11 @@ class Plan:
         return canonical({"dataset": exp.dataset_cfg, "model": exp.setting_model(setting),
                           "train": exp.setting_train(setting), "evaluation": self.config["evaluation"]})
 
+    def experiment_spec(self, dataset: str, model: str, setting: str) -> dict:
+        """Dataset, model and evaluation of a setting: what builds and evaluates its network."""
+        spec = self.endpoint_params(dataset, model, setting)
+        return {k: spec[k] for k in ("dataset", "model", "evaluation")}
+
     def network(self, exp: Experiment, setting: str) -> dict:
         """Network facts of a setting (parameter count, BatchNorm, ...) from the probe."""
         return exp.networks[setting]

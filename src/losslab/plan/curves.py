@@ -145,6 +145,26 @@ def experiment_curves(plan: Plan, dataset: str, model: str) -> list[dict]:
     return [c for (d, m, _), c in sorted(plan.stages.get("curves", {}).items()) if (d, m) == (dataset, model)]
 
 
+def curve_inputs(plan: Plan, wc) -> dict:
+    """The two endpoint checkpoints of curve ``wc.curve``."""
+    c = curve_def(plan, wc.dataset, wc.model, wc.curve)
+    return {"w1": c["w1"], "w2": c["w2"]}
+
+
+def curve_spec(plan: Plan, wc) -> dict:
+    """Only what the curve rules use: dataset, model, evaluation subsets, the curve's settings."""
+    c = curve_def(plan, wc.dataset, wc.model, wc.curve)
+    return {**plan.experiment_spec(wc.dataset, wc.model, c["setting"]),
+            "curve": {**c["train"], "kind": c["kind"], "bends": c["bends"]},
+            "ids": {"setting": c["setting"], "seed_a": c["a"], "seed_b": c["b"], "alignment": c["alignment"]}}
+
+
+def curve_files(plan: Plan, wc, name: str) -> list[str]:
+    """File ``name`` (an OUT key) of every curve of the experiment ``wc.dataset``/``wc.model``."""
+    return [plan.path(OUT[name], dataset=wc.dataset, model=wc.model, curve=c["id"])
+            for c in experiment_curves(plan, wc.dataset, wc.model)]
+
+
 def curve_def(plan: Plan, dataset: str, model: str, curve: str) -> dict:
     try:
         return plan.stages["curves"][(dataset, model, curve)]

@@ -80,6 +80,13 @@ def external_names(plan: Plan) -> list[str]:
     return sorted({n for e in plan.experiments.values() for n, s in e.settings.items() if not s.trained})
 
 
+def external_file(plan: Plan, wc) -> dict:
+    """The file of an external endpoint (``wc``: dataset, model, setting, seed) and how to read it."""
+    s = plan.experiment(wc.dataset, wc.model).settings[wc.setting]
+    return {"path": s.resolved[int(wc.seed)], "strip_prefix": s.strip_prefix,
+            "key": f"endpoints.external.{wc.setting}[{wc.seed}]"}
+
+
 def summary_metrics(plan: Plan, dataset: str, model: str) -> list[str]:
     members = plan.stages["endpoints"]["members"]
     return [plan.path(OUT["metrics"], dataset=dataset, model=model, setting=s, seed=seed) for s, seed in members]

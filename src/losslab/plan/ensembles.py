@@ -89,3 +89,12 @@ def stage(plan: Plan, dataset: str, model: str) -> dict:
         return plan.stages["ensembles"][(dataset, model)]
     except KeyError:
         raise ValueError(f"no ensembles planned for {dataset}/{model}") from None
+
+
+def curve_of(plan: Plan, wc) -> dict:
+    return next(c for c in stage(plan, wc.dataset, wc.model)["curves"] if c["id"] == wc.curve)
+
+
+def spec(plan: Plan, wc) -> dict:
+    """Dataset, model and evaluation of the setting every ensemble method starts from."""
+    return plan.experiment_spec(wc.dataset, wc.model, stage(plan, wc.dataset, wc.model)["setting"])

@@ -101,6 +101,12 @@ def plane_def(plan: Plan, dataset: str, model: str, plane: str) -> dict:
         raise ValueError(f"no plane {plane!r} planned for {dataset}/{model}") from None
 
 
+def plot_inputs(plan: Plan, wc) -> dict:
+    """The tables a plane's figure is drawn from (its curve track for a curve plane)."""
+    names = ["grid", "points"] + (["track"] if plane_def(plan, wc.dataset, wc.model, wc.plane)["kind"] == "curve" else [])
+    return {n: plan.path(OUT[n], dataset=wc.dataset, model=wc.model, plane=wc.plane) for n in names}
+
+
 def tile_paths(plan: Plan, dataset: str, model: str, plane: str) -> list[str]:
     n = plane_def(plan, dataset, model, plane)["tiles"]
     return [plan.path(OUT["tile"], dataset=dataset, model=model, plane=plane, i=i, j=j)

@@ -58,3 +58,14 @@ def plan_swa(plan: Plan) -> None:
 
 def runs(plan: Plan, dataset: str, model: str) -> dict:
     return plan.stages["swa"][(dataset, model)]
+
+
+def run_of(plan: Plan, wc) -> dict:
+    return runs(plan, wc.dataset, wc.model)[wc.run]
+
+
+def tables(plan: Plan, wc) -> dict:
+    """Every run's summary and lines tables (the gather's inputs)."""
+    ids = sorted(runs(plan, wc.dataset, wc.model))
+    return {key: [plan.path(OUT[n], dataset=wc.dataset, model=wc.model, run=r) for r in ids]
+            for key, n in (("summaries", "summary"), ("lines", "lines"))}

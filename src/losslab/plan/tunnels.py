@@ -3,6 +3,7 @@ setting ``<param>-<value>``; one radial-width job per setting, a gather, figures
 per setting through the planes stage."""
 from __future__ import annotations
 
+from ..seeds import derive_seed
 from .core import Plan, PlanError, Setting, value_label
 from .planes import add_plane
 
@@ -81,9 +82,16 @@ def plan_tunnels(plan: Plan) -> None:
             ckpt = plan.need_endpoint(exp, setting, sl["seed"], "tunnels.slices.seed")
             add_plane(plan, exp, f"tunnel-{setting}-seed{sl['seed']}", "random", {f"seed {sl['seed']}": ckpt}, ckpt,
                       "tunnels.slices", resolution=sl["resolution"],
-                      random={"direction_seed": t["direction_seed"] + sl["seed"], "normalization": "unit",
+                      random={"direction_seed": derive_seed(t["direction_seed"], "directions", sl["seed"]),
+                              "normalization": "unit",
                               "extent": sl["extent"]})
     plan.add_job("tunnel_summary", exp.key, widths=plan.path(OUT["all_widths"], **ids),
                  profiles=plan.path(OUT["all_profiles"], **ids), summary=plan.path(OUT["summary"], **ids))
     plan.add_job("plot_tunnels", exp.key, **{f"{n}": plan.path(OUT["fig"], name=n, ext="png", **ids) for n in FIGURES},
                  pdfs=[plan.path(OUT["fig"], name=n, ext="pdf", **ids) for n in FIGURES])
+
+
+def tables(plan: Plan, wc) -> dict:
+    """Every setting's widths and profile tables (the gather's inputs)."""
+    return {n: [plan.path(OUT[k], dataset=wc.dataset, model=wc.model, setting=s) for s in plan.stages["tunnels"]["settings"]]
+            for n, k in (("widths", "widths"), ("profiles", "profile"))}
