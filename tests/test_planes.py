@@ -475,19 +475,19 @@ def test_config_schema_bounds():
 def test_dry_run_1000x1000_is_a_sane_number_of_jobs(tmp_path):
     cfg = tmp_path / "big.yaml"
     big = yaml.safe_load(TINY.read_text())
-    planes = planned_jobs(snakemake(tmp_path, "-n"))["plane_gather"]  # every stage's planes, one gather each
+    planes = planned_jobs(snakemake(tmp_path, "-n"))["plane_gather"]  # the tiled planes, one gather each
     assert planes >= 2
     big["planes"] = {"resolution": 1000, "tiles_per_side": 20}
-    # tunnel slices at their own resolution: G = 10 caps them at 10 x 10 tiles of one point
-    big["tunnels"] = dict(big.get("tunnels", {}), slices={"enabled": True, "resolution": 10})
+    # tunnel slices at their own resolution, in tiles of the same size (50 x 50): G = 60 is 2 x 2 tiles
+    big["tunnels"] = dict(big.get("tunnels", {}), slices={"enabled": True, "resolution": 60})
     cfg.write_text(yaml.safe_dump(big))
     proc = snakemake(tmp_path, "-n", configfile=cfg)
     jobs = planned_jobs(proc)
     slices = jobs["plane_gather"] - planes  # one slice per swept setting
-    assert slices >= 1
-    assert jobs["plane_tile"] == planes * 400 + slices * 100  # 20 x 20 tiles of 50 x 50 points per plane
+    assert slices >= 1 and "plane_single" not in jobs
+    assert jobs["plane_tile"] == planes * 400 + slices * 4  # 20 x 20 tiles of 50 x 50 points per plane
     assert jobs["plot_plane"] == planes + slices
-    assert sum(jobs.values()) < planes * 410 + slices * 110 + 200  # tiles dominate; nothing else scales with G
+    assert sum(jobs.values()) < planes * 410 + slices * 10 + 250  # tiles dominate; nothing else scales with G
 
 
 # ----- end to end ---------------------------------------------------------------------------------

@@ -213,6 +213,57 @@ def grid_axes(bounds, resolution: int) -> tuple[np.ndarray, np.ndarray]:
     return np.linspace(xmin, xmax, resolution), np.linspace(ymin, ymax, resolution)
 
 
+def define_plane(p: dict, paths: list, spec_point) -> Plane:
+    """The plane a ``plane_basis`` job defines (``p``: name, kind, names, margin, random), from
+    its defining checkpoints ``paths``; grid bounds in ``meta["bounds"]``. Raises ArtifactError
+    when the plane's vectors do not fit the model of ``spec_point``."""
+    from . import io
+
+    if p["kind"] == "points":
+        pts = {n: io.load_point(path) for n, path in zip(p["names"], paths)}
+        io.check_compatible(pts)
+        plane = plane_from_points(*[pt.flat for pt in pts.values()], names=tuple(p["names"]))
+        extent = None
+    elif p["kind"] == "random":
+        r = p["random"]
+        pt = io.load_point(paths[0])
+        plane = random_plane(pt.flat, r["direction_seed"], r["normalization"], layout=pt)
+        plane.points = {p["names"][0]: (0.0, 0.0)}
+        extent = r["extent"]
+    elif p["kind"] == "curve":
+        plane = curve_plane(paths[0])
+        extent = None
+    else:
+        raise ValueError(f"unknown plane kind {p['kind']!r}")
+    if plane.origin.numel() != spec_point.flat.numel():
+        raise ArtifactError(f"plane {p['name']}: its vectors have {plane.origin.numel()} entries but the model has "
+                            f"{spec_point.flat.numel()} parameters")
+    plane.meta.update(name=p["name"], bounds=list(grid_bounds(plane, p["margin"], extent)),
+                      model_spec=spec_point.meta.get("model_spec"))
+    return plane
+
+
+def points_table(plane: Plane, p: dict) -> pd.DataFrame:
+    """The defining points of a plane with their coordinates."""
+    norm = (p.get("random") or {}).get("normalization", "")
+    return pd.DataFrame([{"plane": p["name"], "kind": p["kind"], "normalization": norm, "point": n, "x": xy[0],
+                          "y": xy[1]} for n, xy in plane.points.items()])
+
+
+def tile_table(fm: FlatModel, plane: Plane, ev, task: str, resolution: int, tiles: int, i: int, j: int,
+               options: EngineOptions, device=None) -> pd.DataFrame:
+    """Tile (i, j) of the plane's G x G grid: :func:`evaluate_grid` rows with grid indices ix, iy."""
+    if plane.origin.numel() != fm.numel:
+        raise ArtifactError(f"plane {plane.meta.get('name')} has vectors of length {plane.origin.numel()}, "
+                            f"the model has {fm.numel} parameters")
+    xs, ys = grid_axes(plane.meta["bounds"], resolution)
+    X, Y, ix, iy = tile_coords(xs, ys, tiles, i, j)
+    df = evaluate_grid(fm, plane, X, Y, ev, task, options, device, progress=True)
+    df["ix"] = np.tile(ix, 2)
+    df["iy"] = np.tile(iy, 2)
+    return df.assign(tile=f"{i}_{j}", resolution=resolution, **ev.sizes)
+
+
 def tile_ranges(n: int, tiles: int) -> list[tuple[int, int]]:
     """Split ``range(n)`` into ``tiles`` contiguous (start, stop) ranges of near-equal size."""
     if not 1 <= tiles <= n:

@@ -10,6 +10,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from .io import ArtifactError
+
 
 def barriers(rows: pd.DataFrame, by: Iterable[str] = ("alignment", "method"), x: str = "alpha",
              metrics: Iterable[str] = ("loss", "error")) -> pd.DataFrame:
@@ -29,3 +31,15 @@ def barriers(rows: pd.DataFrame, by: Iterable[str] = ("alignment", "method"), x:
                         "barrier": float(v.max()) - ends if finite else math.nan, "endpoint_mean": ends,
                         "midpoint": float(mid[metric].iloc[0]) - ends if finite and len(mid) else math.nan})
     return pd.DataFrame(out)
+
+
+def gather_tiles(frames: list[pd.DataFrame], resolution: int, name: str) -> pd.DataFrame:
+    """The whole G x G grid from its tiles; raises ArtifactError unless every point is there once."""
+    df = pd.concat(frames, ignore_index=True)
+    df = df[df["resolution"] == resolution]
+    n = df.groupby("split").size()
+    dup = df.duplicated(["split", "ix", "iy"]).sum()
+    if dup or (n != resolution * resolution).any():
+        raise ArtifactError(f"tiles of {name} do not cover the {resolution}x{resolution} grid exactly (points per split: "
+                            f"{n.to_dict()}, duplicates: {dup}); delete the tiles and rerun")
+    return df.sort_values(["split", "iy", "ix"]).reset_index(drop=True)

@@ -23,6 +23,8 @@ rule plane_basis:
     params:
         plane=lambda wc: {"name": wc.plane, "kind": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["kind"], "names": list(PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["inputs"]),
                           "margin": PL["margin"], "random": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["random"]},
+    wildcard_constraints:
+        plane=PL_PLAN.single_tile_constraint(PLAN, False),
     log:
         "logs/{dataset}/{model}/planes/{plane}/basis.log",
     benchmark:
@@ -61,12 +63,14 @@ rule plane_tile:
 
 rule plane_gather:
     input:
-        code=lib(),
+        code=lib("summaries"),
         tiles=lambda wc: PL_PLAN.tile_paths(PLAN, wc.dataset, wc.model, wc.plane),
     output:
         grid=out(PL_PLAN.OUT["grid"]),
     params:
         resolution=lambda wc: PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["resolution"],
+    wildcard_constraints:
+        plane=PL_PLAN.single_tile_constraint(PLAN, False),
     log:
         "logs/{dataset}/{model}/planes/{plane}/gather.log",
     benchmark:
@@ -77,6 +81,37 @@ rule plane_gather:
         "../../environment.yml"
     script:
         "../scripts/plane_gather.py"
+
+
+rule plane_single:
+    input:
+        code=lib("data", "models", "flat", "planes", "summaries"),
+        points=lambda wc: list(PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["inputs"].values()),
+        spec=lambda wc: PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["spec"],
+    output:
+        plane=out(PL_PLAN.OUT["plane"]),
+        points=out(PL_PLAN.OUT["points"]),
+        grid=out(PL_PLAN.OUT["grid"]),
+    params:
+        plane=lambda wc: {"name": wc.plane, "kind": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["kind"],
+                          "names": list(PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["inputs"]),
+                          "margin": PL["margin"], "random": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["random"]},
+        grid=lambda wc: {"resolution": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["resolution"],
+                         "tiles_per_side": 1, "engine": PL["engine"],
+                         "dataset": PLAN.experiment(wc.dataset, wc.model).dataset_cfg, "evaluation": config["evaluation"]},
+    wildcard_constraints:
+        plane=PL_PLAN.single_tile_constraint(PLAN, True),
+    log:
+        "logs/{dataset}/{model}/planes/{plane}/single.log",
+    benchmark:
+        "logs/benchmarks/plane_single/{dataset}/{model}/planes/{plane}/single.tsv"
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(runtime=120, mem_mb=config["compute"]["memory_budget_mb"] + 2000),
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/plane_single.py"
 
 
 rule curve_track:

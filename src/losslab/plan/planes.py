@@ -6,6 +6,7 @@ defined twice under one name with different contents is refused.
 """
 from __future__ import annotations
 
+import math
 import shutil
 
 from .core import Experiment, Plan, PlanError
@@ -35,11 +36,16 @@ def add_plane(plan: Plan, exp: Experiment, name: str, kind: str, inputs: dict, s
 
     ``inputs``: label -> checkpoint (three points, one optimum, or a curve); ``spec``: the endpoint
     checkpoint that gives the model; ``resolution`` (default planes.resolution) is G of the G x G
-    grid, run as min(planes.tiles_per_side, G)^2 tiles; ``epochs``: a curve's per-epoch file (the
-    training animation)."""
+    grid, run as min(planes.tiles_per_side, G)^2 tiles (one job for the whole plane when that is
+    1); ``epochs``: a curve's per-epoch file (the training animation). A plane at another resolution gets tiles of about the same size:
+    ceil(G / edge) per side, edge = ceil(planes.resolution / planes.tiles_per_side)."""
     pl = plan.config["planes"]
     res = resolution or pl["resolution"]
-    n = min(pl["tiles_per_side"], res)
+    if res == pl["resolution"]:
+        n = min(pl["tiles_per_side"], res)
+    else:
+        edge = math.ceil(pl["resolution"] / pl["tiles_per_side"])
+        n = min(res, math.ceil(res / edge))
     d = {"name": name, "kind": kind, "inputs": dict(inputs), "spec": spec, "resolution": res, "tiles": n,
          "random": random, "epochs": epochs, "key": key}
     planes = plan.stages.setdefault("planes", {})
@@ -50,11 +56,15 @@ def add_plane(plan: Plan, exp: Experiment, name: str, kind: str, inputs: dict, s
     planes[(exp.dataset, exp.model, name)] = d
     f = dict(dataset=exp.dataset, model=exp.model, plane=name)
     k = (exp.dataset, exp.model, name)
-    plan.add_job("plane_basis", k, plane=plan.path(OUT["plane"], **f), points=plan.path(OUT["points"], **f))
-    for j in range(n):
-        for i in range(n):
-            plan.add_job("plane_tile", k + (i, j), tile=plan.path(OUT["tile"], i=i, j=j, **f))
-    plan.add_job("plane_gather", k, grid=plan.path(OUT["grid"], **f))
+    if n == 1:  # one job: basis, the whole grid and its table (separate jobs would only add start-up)
+        plan.add_job("plane_single", k, plane=plan.path(OUT["plane"], **f), points=plan.path(OUT["points"], **f),
+                     grid=plan.path(OUT["grid"], **f))
+    else:
+        plan.add_job("plane_basis", k, plane=plan.path(OUT["plane"], **f), points=plan.path(OUT["points"], **f))
+        for j in range(n):
+            for i in range(n):
+                plan.add_job("plane_tile", k + (i, j), tile=plan.path(OUT["tile"], i=i, j=j, **f))
+        plan.add_job("plane_gather", k, grid=plan.path(OUT["grid"], **f))
     plan.add_job("plot_plane", k, png=plan.path(OUT["png"], **f), pdf=plan.path(OUT["pdf"], **f))
     if kind == "curve":
         plan.add_job("curve_track", k, track=plan.path(OUT["track"], **f))
@@ -99,6 +109,21 @@ def plane_def(plan: Plan, dataset: str, model: str, plane: str) -> dict:
         return plan.stages["planes"][(dataset, model, plane)]
     except KeyError:
         raise ValueError(f"no plane {plane!r} planned for {dataset}/{model}") from None
+
+
+def single_tile_constraint(plan: Plan, single: bool) -> str:
+    """Wildcard constraint of ``plane`` for the one-job planes (``single``) or the tiled ones."""
+    import re
+
+    planes = plan.stages.get("planes", {})
+    one = {name for (_, _, name), d in planes.items() if d["tiles"] == 1}
+    many = {name for (_, _, name), d in planes.items() if d["tiles"] > 1}
+    if one & many:
+        raise PlanError(f"planes {sorted(one & many)} are tiled in one experiment and not in another; give them "
+                        "different names")
+    names = "|".join(re.escape(n) for n in sorted(one)) or "(?!)"
+    end = "(?![A-Za-z0-9_.+-])"
+    return f"(?:{names}){end}" if single else f"(?!(?:{names}){end})[A-Za-z0-9_.+-]+"
 
 
 def plot_inputs(plan: Plan, wc) -> dict:
