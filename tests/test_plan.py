@@ -212,7 +212,7 @@ def test_every_job_output_is_a_target_and_no_two_jobs_share_an_output():
     assert len(outs) == len(set(outs))
     assert set(outs) == set(plan.targets)
     r = rules(plan)
-    assert r["train_endpoint"] == 30 and r["plane_tile"] == 19 and r["swa_run"] == 16 and r["train_curve"] == 5
+    assert r["train_endpoint"] == 30 and r["plane_single"] == 19 and r["swa_run"] == 16 and r["train_curve"] == 5
 
 
 def test_duplicated_key_in_a_config_file_names_file_and_lines(tmp_path):
