@@ -25,7 +25,7 @@ TINY_USER = {
                "regression": {"enabled": False}},
     "planes": {"resolution": 3, "tiles_per_side": 1, "endpoints": {"enabled": False}, "random": {"enabled": False}},
     "connectors": {"enabled": False}, "tunnels": {"enabled": False}, "swa": {"enabled": False},
-    "wedge": {"enabled": False},
+    "wedge": {"enabled": False}, "align": {"enabled": False}, "ensembles": {"enabled": False},
 }
 
 
