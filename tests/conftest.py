@@ -102,3 +102,20 @@ def tiny_copy(tiny_run, tmp_path) -> Path:
     work = tmp_path / "tiny"
     shutil.copytree(tiny_run, work, symlinks=True)
     return work
+
+
+def descendants(jobs: list[dict], roots: set[tuple]) -> set[tuple]:
+    """Outputs (as tuples) of every job downstream of the jobs whose outputs are ``roots``."""
+    made_by = {o: tuple(j["output"]) for j in jobs for o in j["output"]}
+    children: dict[tuple, set[tuple]] = {}
+    for j in jobs:
+        for i in j["input"]:
+            if i in made_by:
+                children.setdefault(made_by[i], set()).add(tuple(j["output"]))
+    seen, todo = set(), list(roots)
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            if c not in seen:
+                seen.add(c)
+                todo.append(c)
+    return seen

@@ -247,7 +247,8 @@ def test_tiny_curves_end_to_end(tiny_copy):
     at0 = along[(along.path == "curve") & (along.t == 0)].set_index("split")
     assert at0.loc["test", "loss"] == pytest.approx(end.loc["test", "loss"], rel=1e-6)
     summary = io.read_parquet(tmp_path / "results/digits/simplecnn/curves/summary.parquet")
-    b = summary.set_index(["path", "split", "metric"])["barrier"]
+    assert set(summary.alignment) == {"none", "weight_matching"}  # the tiny config also aligns
+    b = summary[summary.alignment == "none"].set_index(["path", "split", "metric"])["barrier"]
     assert b["curve", "train", "loss"] < b["line", "train", "loss"]
     log = io.read_parquet(base / "train_log.parquet")
     assert list(log.epoch) == [0, 1, 2, 3] and {"running_loss", "mean_train_loss", "kind", "lr"} <= set(log.columns)
@@ -266,10 +267,11 @@ def test_tiny_curves_end_to_end(tiny_copy):
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(tmp_path, "-n", *TARGETS, configfile=changed))
-    assert jobs.get("train_curve") == 1 and "train_endpoint" not in jobs  # the regression curve keeps its own settings
+    # the digits curve and the curve to the aligned seed 1 rerun; the regression curve keeps its own settings
+    assert jobs.get("train_curve") == 2 and "train_endpoint" not in jobs
     cfg = yaml.safe_load(TINY.read_text())
     cfg["curves"]["points"] = 11  # evaluation only: no retraining
     changed.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(tmp_path, "-n", *TARGETS, configfile=changed))
-    # both the digits curve and the regression curve are evaluated at curves.points
-    assert jobs.get("evaluate_curve") == 2 and "train_curve" not in jobs and "train_endpoint" not in jobs
+    # the digits curves (to seed 1 and to the aligned seed 1) and the regression curve are evaluated at curves.points
+    assert jobs.get("evaluate_curve") == 3 and "train_curve" not in jobs and "train_endpoint" not in jobs

@@ -10,9 +10,9 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -87,7 +87,10 @@ def _same_artifacts(a: Path, b: Path) -> int:
         if rel.suffix == ".parquet":
             x, y = io.read_parquet(a / rel), io.read_parquet(b / rel)
             assert list(x.columns) == list(y.columns), rel
-            assert x.equals(y), f"{rel} differs between the SLURM and the local run"
+            if "planes" in rel.parts:  # the engine picks its kernels by timing: equal up to float rounding
+                pd.testing.assert_frame_equal(x, y, check_exact=False, rtol=1e-5, atol=1e-6, obj=str(rel))
+            else:
+                assert x.equals(y), f"{rel} differs between the SLURM and the local run"
         else:
             assert_same_tensors(io.load_tensors(a / rel), io.load_tensors(b / rel), str(rel))
     return len(files)
@@ -117,9 +120,7 @@ def test_tiny_config_on_slurm_equals_local_run(slurm_cluster, tiny_run, tmp_path
     gpu.write_text(yaml.safe_dump({"compute": {"gpus_per_job": 1, "device": "cpu"}}))
     profile = _profile(tmp_path, "slurm", {"slurm-init-seconds-before-status-checks": 2, "jobs": 4,
                                            "retries": 0, "latency-wait": 5})
-    t0 = time.time()
     proc = _run(work, profile, TINY, gpu, targets=TARGETS)
-    wall = time.time() - t0
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"SLURM run failed:\n{log[-8000:]}"
 

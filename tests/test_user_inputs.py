@@ -3,6 +3,7 @@ a factory from a file and from a package, a torchvision model; .npz, .pt, Parque
 folder and a dataset function; external checkpoints in .pt and .safetensors."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -115,6 +116,18 @@ def test_package_factory_pt_data_and_external_pt_checkpoints(tmp_path):
     assert set(m.split) == {"train", "test"} and (m.accuracy > 0.5).all()  # the outside training is kept
     point = io.load_point(base / "endpoints/mine/seed1/model.pt")
     assert point.meta["source"].endswith("outside1.pt") and point.meta["setting"] == "mine"
+
+    # a deleted imported checkpoint is imported again, with what depends on it, nothing else
+    imported0 = base / "endpoints/mine/seed0/model.pt"
+    shutil.copy2(imported0, tmp_path / "kept.pt")
+    imported0.unlink()
+    jobs = dry_run_jobs(snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "layer0.yaml"),
+                                  str(tmp_path / "layer1.yaml"), configfile=None))
+    assert [j["output"] for j in jobs if j["rule"] == "import_endpoint"] == [
+        [f"results/table/mynets.small-make/endpoints/mine/seed0/{f}" for f in ("model.pt", "metrics.parquet")]]
+    assert all(j["rule"] == "import_endpoint" or "Input files updated by another job" in j["reason"] for j in jobs)
+    assert len(jobs) > 1  # the curve and the plane depend on it
+    shutil.copy2(tmp_path / "kept.pt", imported0)  # put back as it was (modification time included)
 
     # a changed checkpoint reruns its import and what depends on it, nothing else
     net = _train_outside(make((6,), 3), (x - x.mean(0)) / x.std(0), y, seed=5)

@@ -12,7 +12,7 @@ b = job.load_point(snakemake.input.w2, ctx.fm, map_location=device)
 spec = align.permutation_spec(ctx.fm.module, ctx.ev.bn_x[:8])
 found = align.align(spec, ctx.fm, a, b, method, ctx.ev.bn_x, seed=p.align["seed"], max_iter=p.align["max_iter"])
 point = align.permute_point(spec, ctx.fm, b, found.perms, alignment=method, aligned_to=str(snakemake.input.w1),
-                            align_seconds=found.seconds, align_converged=bool(found.converged),
+                            align_converged=bool(found.converged),
                             align_groups=len(spec.groups))
 log.info("%s: %d groups, %.3f s, converged %s; distance to a: %.4f -> %.4f", method, len(spec.groups), found.seconds,
          found.converged, float((b.flat - a.flat).norm()), float((point.flat - a.flat).norm()))
