@@ -142,12 +142,13 @@ def random_plane(origin: torch.Tensor, seed: int, normalization: str = "norm", l
                  {"seed": int(seed), "normalization": normalization})
 
 
-def curve_plane(path) -> Plane:
-    """The plane of a curve: through its endpoints control[0], control[-1] and its middle bend
-    control[(k + 2) // 2] (the only bend for k = 1). w1 sits at (0, 0) and w2 on the x axis."""
+def curve_plane(curve) -> Plane:
+    """The plane of a curve (a ``curve.pt`` path, or the checkpoint dict itself): through its
+    endpoints control[0], control[-1] and its middle bend control[(k + 2) // 2] (the only bend
+    for k = 1). w1 sits at (0, 0) and w2 on the x axis."""
     from .curves import load_curve
 
-    cv = load_curve(path)
+    cv = curve if isinstance(curve, dict) else load_curve(curve)
     control = cv["control"].float()
     mid = control.shape[0] // 2
     plane = plane_from_points(control[0], control[-1], control[mid], names=("w1", "w2", "bend"))

@@ -1,0 +1,32 @@
+"""The benchmark scripts run and compare like with like (their timings are not checked: speed is
+never tested here)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.mark.e2e
+def test_bench_planes_runs_on_a_finished_run_and_the_engine_equals_the_reference(tiny_run, tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_planes.py"), "--results", str(tiny_run / "results"),
+           "--threads", "1", "--cases", "curve,endpoints,tunnel,cifar", "--points", "3", "--cifar-points", "2",
+           "--cifar-n", "16", "--big", "4", "--big-n", "8", "--big-seconds", "30", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(out.read_text())
+    assert str(tiny_run / "results") in res["weights"]
+    cases = {r["case"].split(" (")[0] for r in res["runs"]}
+    assert cases == {"curve plane", "three-endpoint plane", "tunnel slice", "CIFAR-shaped SimpleCNN 3x32x32"}
+    for r in res["runs"]:
+        assert r["ref_ms"] > 0 and r["engine_ms"] > 0 and r["ratio"] == pytest.approx(r["ref_ms"] / r["engine_ms"], rel=1e-6)
+        assert r["max_loss_err"] < 1e-4, r  # the engine computes what the reference loop computes
+    big = res["big"]
+    assert big["complete"] and big["points_done"] == 16 and big["finite_fraction"] == 1.0
