@@ -90,8 +90,14 @@ def test_cifar10_preset_dry_runs_at_paper_scale(tmp_path):
     cfg.write_text(yaml.safe_dump(preset))
     proc = snakemake(tmp_path, "-n", configfile=cfg)
     jobs = planned_jobs(proc)
-    assert jobs["train_endpoint"] >= 10
+    assert jobs["train_endpoint"] >= 10 + 18 * 3  # ten seeds, three per swept value off the base
     assert "results/cifar10/simplecnn/endpoints" in proc.stdout
+    # every stage runs at the preset's scale: 101 x 101 planes in 4 x 4 tiles, the full sweeps
+    assert jobs["plane_tile"] >= 16 * 3
+    assert jobs["swa_run"] == 3 * 5 * 2
+    assert jobs["tunnel_widths"] == 1 + 4 + 4 + 4 + 3 + 3  # default + each value off the base
+    for rule in ("train_curve", "connector", "mconnector", "ensemble_fge", "align_pair", "scorecard"):
+        assert jobs[rule] >= 1, rule
 
 
 def test_missing_cifar_data_is_reported_before_any_job(tmp_path):
