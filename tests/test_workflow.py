@@ -131,7 +131,7 @@ def test_every_rule_lists_the_library_modules_its_script_imports():
     assert checked >= 30
 
 
-TABLE_AND_FIGURE_SCRIPTS = ["endpoint_summary", "curve_summary", "swa_summary", "plane_gather"]
+TABLE_AND_FIGURE_SCRIPTS = ["endpoint_summary", "gather_tables", "swa_summary", "plane_gather"]
 
 
 def test_table_and_figure_jobs_start_without_torch():

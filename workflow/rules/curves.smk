@@ -63,8 +63,8 @@ rule evaluate_curve:
 
 rule curve_summary:
     input:
-        code=lib("curves"),
-        summaries=lambda wc: CV.curve_files(PLAN, wc, "summary"),
+        code=lib(),
+        tables=lambda wc: CV.curve_files(PLAN, wc, "summary"),
     output:
         table=out(CV.OUT["gather"]),
     log:
@@ -76,7 +76,7 @@ rule curve_summary:
     conda:
         "../../environment.yml"
     script:
-        "../scripts/curve_summary.py"
+        "../scripts/gather_tables.py"
 
 
 rule plot_curves:
