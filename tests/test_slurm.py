@@ -45,9 +45,9 @@ def _profile(tmp_path: Path, name: str, extra: dict) -> Path:
 
 # What the SLURM run builds: a part of the tiny config's DAG with every kind of rule in it
 # (GPU-tagged endpoint and curve training, curve evaluation, scatter-gather plane tiles; CPU
-# gathers and figures), 14 jobs. Every job costs ~12 s under SLURM on the 2-core CI machine (two
-# workflow parses, the script, status polling), so the whole tiny DAG (71 jobs, 14 minutes
-# measured) would take most of CI's time.
+# gathers and figures, the alignment of seed 1 to seed 0 for the aligned curve), 17 jobs. Every
+# job costs ~12 s under SLURM on the 2-core CI machine (two workflow parses, the script, status
+# polling), so the whole tiny DAG (114 jobs; 71 of them took 14 minutes) would take most of CI's time.
 TARGETS = ["results/digits/simplecnn/figures/curves_along_t.png",
            "results/digits/simplecnn/figures/planes/three-endpoints.png",
            "results/digits/simplecnn/figures/endpoint_training.png"]

@@ -139,10 +139,7 @@ def plan_align(plan: Plan, probe) -> None:
 
 
 def stage(plan: Plan, dataset: str, model: str) -> dict:
-    try:
-        return plan.stages["align"][(dataset, model)]
-    except KeyError:
-        raise ValueError(f"no align stage planned for {dataset}/{model}") from None
+    return plan.entry("align", (dataset, model), "align stage")
 
 
 def pair_of(plan: Plan, wc) -> dict:

@@ -100,7 +100,4 @@ def figure_inputs(plan: Plan, wc) -> dict:
 
 
 def stage(plan: Plan, dataset: str, model: str) -> dict:
-    try:
-        return plan.stages["connectors"][(dataset, model)]
-    except KeyError:
-        raise ValueError(f"no connectors planned for {dataset}/{model}") from None
+    return plan.entry("connectors", (dataset, model), "connectors")

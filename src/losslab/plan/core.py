@@ -131,6 +131,14 @@ class Plan:
             raise PlanError(f"two definitions of one {rule} job {key}: {old.outputs} vs {outputs}")
         self.jobs[full] = Job(rule, outputs)
 
+    def entry(self, stage: str, key: tuple, what: str):
+        """The plan data of one ``stage`` entry (``key`` starts with dataset, model); a key the plan
+        did not make (a hand-typed wildcard) is an error naming ``what`` was asked for."""
+        try:
+            return self.stages[stage][key]
+        except KeyError:
+            raise ValueError(f"no {what} planned for {key[0]}/{key[1]}") from None
+
     @property
     def targets(self) -> list[str]:
         out: list[str] = []

@@ -166,7 +166,4 @@ def curve_files(plan: Plan, wc, name: str) -> list[str]:
 
 
 def curve_def(plan: Plan, dataset: str, model: str, curve: str) -> dict:
-    try:
-        return plan.stages["curves"][(dataset, model, curve)]
-    except KeyError:
-        raise ValueError(f"no curve {curve!r} planned for {dataset}/{model}") from None
+    return plan.entry("curves", (dataset, model, curve), f"curve {curve!r}")

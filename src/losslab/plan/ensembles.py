@@ -85,10 +85,7 @@ def plan_ensembles(plan: Plan) -> None:
 
 
 def stage(plan: Plan, dataset: str, model: str) -> dict:
-    try:
-        return plan.stages["ensembles"][(dataset, model)]
-    except KeyError:
-        raise ValueError(f"no ensembles planned for {dataset}/{model}") from None
+    return plan.entry("ensembles", (dataset, model), "ensembles")
 
 
 def curve_of(plan: Plan, wc) -> dict:

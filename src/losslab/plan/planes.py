@@ -105,10 +105,7 @@ def plan_planes(plan: Plan) -> None:
 
 
 def plane_def(plan: Plan, dataset: str, model: str, plane: str) -> dict:
-    try:
-        return plan.stages["planes"][(dataset, model, plane)]
-    except KeyError:
-        raise ValueError(f"no plane {plane!r} planned for {dataset}/{model}") from None
+    return plan.entry("planes", (dataset, model, plane), f"plane {plane!r}")
 
 
 def single_tile_constraint(plan: Plan, single: bool) -> str:
