@@ -30,7 +30,10 @@ try:
 except ConfigError as _err:
     sys.exit(f"losslab: {_err}")
 
-report: "workflow/report/workflow.rst"
+# The report's landing page: the scorecard's verdicts once a run has written them (the scorecard
+# job renders workflow/report/workflow.rst with them), the plain description before.
+_LANDING = os.path.abspath(os.path.join(PLAN.res, "report_landing.rst"))
+report: _LANDING if os.path.exists(_LANDING) else "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/endpoints.smk"

@@ -158,12 +158,6 @@ def test_null_from_the_command_line_for_a_nullable_key():
     assert slices and all(d["resolution"] == plan.config["planes"]["resolution"] for d in slices)
 
 
-def test_all_sweep_lists_empty_switch_the_tunnel_stage_off():
-    plan = plan_of({"tunnels": {"sweep": {p: [] for p in ("lr", "batch_size", "l2", "dropout", "width")}}})
-    assert not {"tunnel_widths", "tunnel_summary", "plot_tunnels"} & set(rules(plan))
-    assert not any(n.startswith("tunnel-") for (_, _, n) in plan.stages["planes"])
-
-
 def test_swa_may_start_from_a_sweep_setting():
     plan = plan_of({"swa": {"start_setting": "lr-0.003"}})
     starts = {r["start"] for r in plan.stages["swa"][plan.main].values()}
@@ -212,7 +206,9 @@ def test_every_job_output_is_a_target_and_no_two_jobs_share_an_output():
     assert len(outs) == len(set(outs))
     assert set(outs) == set(plan.targets)
     r = rules(plan)
-    assert r["train_endpoint"] == 30 and r["plane_single"] == 19 and r["swa_run"] == 16 and r["train_curve"] == 5
+    # replicates: 3 pairs x 2 kinds of curves (+ aligned and regression), 3 connectors, 3 SWA seeds
+    assert r["train_endpoint"] == 30 and r["plane_single"] == 19 and r["swa_run"] == 24 and r["train_curve"] == 9
+    assert r["connector"] == 3 and r["animate_curve_training"] == 5  # planes for the first pair only
 
 
 def test_duplicated_key_in_a_config_file_names_file_and_lines(tmp_path):
@@ -345,3 +341,31 @@ def test_user_inputs_become_a_plan(user_files):
     assert jobs["import_endpoint"] == 2 and jobs["train_endpoint"] == 3
     assert ("plane_basis", "data", "net-build", "radial-seed0") in plan.jobs
 
+
+
+def test_default_seed_lists_follow_an_external_setting(user_files):
+    """Seed lists left at their (schema) default are trimmed to the seeds of a 3-file external
+    setting; a list the user wrote is checked as written."""
+    three = {"endpoints": {"external": {"mine": {"paths": ["a.pt"] * 3, "strip_prefix": "module."}}}}
+    defaults = {"connectors": {"setting": "mine", "pairs": [[0, 1], [0, 2], [1, 2]],
+                               "mconnector": {"centre_seeds": [0, 1, 2, 3], "centre_n": [1, 2, 3, 4]}}}
+    plan = plan_of(USER, three, defaults)
+    mc = plan.config["connectors"]["mconnector"]
+    assert mc["centre_seeds"] == [0, 1, 2] and mc["centre_n"] == [1, 2, 3]
+    assert len(plan.stages["connectors"][plan.main]["connectors"]) == 3
+    written = refused(USER, three, defaults, {"connectors": {"mconnector": {"centre_seeds": [0, 1, 2, 5]}}})
+    assert "connectors.mconnector.centre_seeds" in written and "seed 5" in written
+
+
+def test_empty_sweep_is_refused_before_any_job():
+    msg = refused({"tunnels": {"sweep": {p: [] for p in ("lr", "batch_size", "l2", "dropout", "width")}}})
+    assert "tunnels.sweep" in msg and "tunnels.enabled: false" in msg
+
+
+def test_connector_pairs_are_replicates():
+    plan = plan_of({"connectors": {"pairs": [[0, 1], [1, 2]]}})
+    cons = plan.stages["connectors"][plan.main]["connectors"]
+    assert sorted((c["a"], c["b"]) for c in cons.values()) == [(0, 1), (1, 2)]
+    assert rules(plan)["connector"] == 2 and rules(plan)["connector_short_directions"] == 2
+    assert "connectors.pairs[1]" in refused({"connectors": {"pairs": [[0, 1], [1, 0]]}})
+    assert "connectors.pairs[0]" in refused({"connectors": {"pairs": [[2, 2]]}})

@@ -1,85 +1,209 @@
-"""The scorecard's criteria on hand-made tables: each claim can hold, fail, or not run."""
+"""The scorecard's criteria on hand-made replicate tables: each claim holds, does not hold, is
+inconclusive (its interval covers the threshold) or does not run; the docs quote the same criteria."""
+import re
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from losslab import scorecard as sc
 
+REPO = Path(__file__).resolve().parents[1]
+PAIRS = [(0, 1), (0, 2), (1, 2)]
 
-def _curves(curve_barrier, line_barrier=1.9):
+
+# ---- intervals and the verdict ------------------------------------------------------------
+def test_t_interval_matches_the_textbook_formula():
+    m, lo, hi = sc.t_interval([1.0, 2.0, 3.0])
+    assert m == 2.0 and np.isclose(hi - m, 4.302652729911275 * 1.0 / np.sqrt(3))  # t_{0.975, 2} * s / sqrt(n)
+    assert np.isnan(sc.t_interval([1.0])[1])  # one replicate: no interval
+
+
+def test_welch_interval_covers_the_true_difference_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    hits = sum(lo <= 1.0 <= hi for _, lo, hi in (sc.welch_interval(rng.normal(1, 1, 6), rng.normal(0, 2, 5))
+                                                for _ in range(2000)))
+    assert 0.93 < hits / 2000 < 0.97
+
+
+@pytest.mark.parametrize("lo, hi, side, expected", [
+    (0.25, 0.3, "<", sc.FAILS), (0.01, 0.1, "<", sc.HOLDS), (0.1, 0.25, "<", sc.INCONCLUSIVE),
+    (0.25, 0.4, ">", sc.HOLDS), (-0.1, 0.1, ">", sc.FAILS), (np.nan, np.nan, ">", sc.INCONCLUSIVE)])
+def test_three_way_verdict(lo, hi, side, expected):
+    assert sc.verdict(lo, hi, 0.2, side) == expected
+
+
+# ---- each claim: holds, does not hold, inconclusive ---------------------------------------
+def _curves(curve_barriers, line_barrier=1.9):
     return pd.DataFrame([{"path": p, "split": "train", "metric": "loss", "barrier": b, "kind": "bezier", "bends": 1,
-                          "seed_a": 0, "seed_b": 1, "alignment": "none"}
-                         for p, b in (("curve", curve_barrier), ("line", line_barrier))])
+                          "seed_a": a, "seed_b": c, "alignment": "none"}
+                         for (a, c), cb in zip(PAIRS, curve_barriers)
+                         for p, b in (("curve", cb), ("line", line_barrier))])
 
 
 def test_curve_barrier():
-    assert sc.curve_barrier(_curves(0.02))["verdict"] == sc.HOLDS
-    assert sc.curve_barrier(_curves(0.9))["verdict"] == sc.FAILS
-    assert sc.curve_barrier(_curves(0.0, line_barrier=0.05))["verdict"] == sc.FAILS  # no real barrier to beat
+    assert sc.curve_barrier(_curves([0.02, 0.03, 0.025]))["verdict"] == sc.HOLDS
+    assert sc.curve_barrier(_curves([0.9, 1.0, 1.1]))["verdict"] == sc.FAILS
+    assert sc.curve_barrier(_curves([0.02, 0.9, 0.3]))["verdict"] == sc.INCONCLUSIVE
+    r = sc.curve_barrier(_curves([0.02]))
+    assert r["verdict"] == sc.INCONCLUSIVE and r["n_replicates"] == 1 and "no interval" in r["note"]
+    flat = sc.curve_barrier(_curves([0.0, 0.0, 0.0], line_barrier=0.05))  # no barrier to remove
+    assert flat["n_replicates"] == 0 and "left out" in flat["note"] and flat["verdict"] == sc.INCONCLUSIVE
     assert sc.curve_barrier(None)["verdict"] == sc.NOT_RUN
 
 
+def _ensemble(gaps):
+    return pd.DataFrame([{"path": "curve", "split": "test", "t": t, "ensemble_accuracy": 0.98 + (g if t == 0.32 else -0.02),
+                          "reference_accuracy": 0.98, "ensemble_loss": 0.07, "reference_loss": 0.07, "kind": "bezier",
+                          "bends": 1, "seed_a": a, "seed_b": b, "alignment": "none"}
+                         for (a, b), g in zip(PAIRS, gaps) for t in (0.0, 0.2, 0.32, 1.0)])
+
+
 def test_ensemble_at_t_03():
-    rows = [{"path": "curve", "split": "test", "t": t, "ensemble_accuracy": a, "reference_accuracy": 0.98,
-             "kind": "bezier", "bends": 1, "seed_a": 0, "seed_b": 1, "alignment": "none"}
-            for t, a in ((0.0, 0.95), (0.2, 0.97), (0.32, 0.985), (1.0, 0.98))]
-    r = sc.ensemble_phi03(pd.DataFrame(rows))
-    assert r["verdict"] == sc.HOLDS and "t=0.32" in r["measured"]  # the point nearest 0.3
-    rows[2]["ensemble_accuracy"] = 0.97
-    assert sc.ensemble_phi03(pd.DataFrame(rows))["verdict"] == sc.FAILS
+    r = sc.ensemble_phi03(_ensemble([0.002, 0.0, 0.004]))
+    assert r["verdict"] == sc.HOLDS and "t=0.32" in r["measured"] and "NLL difference" in r["measured"]
+    assert sc.ensemble_phi03(_ensemble([-0.02, -0.025, -0.03]))["verdict"] == sc.FAILS
+    assert sc.ensemble_phi03(_ensemble([-0.004, 0.0, -0.012]))["verdict"] == sc.INCONCLUSIVE
 
 
-def test_hyperplanes_iff():
-    t = pd.DataFrame({"s": 5, "d": [3, 4, 5, 6], "start_loss": 1.0, "final_loss": [0.2, 0.1, 1e-4, 1e-5]})
-    assert sc.hyperplanes(t)["verdict"] == sc.HOLDS
-    t.loc[1, "final_loss"] = 1e-3  # succeeds below s: not "only if"
-    assert sc.hyperplanes(t)["verdict"] == sc.FAILS
+def _planes(below, at, s=5):
+    return pd.DataFrame([{"s": s, "d": d, "plane": i, "start_loss": 1.0, "final_loss": v, "status": "ok"}
+                         for d, vals in ((s - 1, below), (s, at)) for i, v in enumerate(vals)])
 
 
-def _cos(within, across):
+def test_hyperplanes_transition_at_s():
+    assert sc.hyperplanes(_planes([1e-2, 8e-3, 9e-3, 1.2e-2], [1e-4, 8e-5, 2e-4, 1e-4]))["verdict"] == sc.HOLDS
+    assert sc.hyperplanes(_planes([1e-2, 8e-3, 9e-3, 1.2e-2], [5e-3, 6e-3, 4e-3, 5e-3]))["verdict"] == sc.FAILS
+    assert sc.hyperplanes(_planes([1e-2, 1e-4, 9e-3, 1e-5], [1e-4, 1e-2, 1e-6, 1e-3]))["verdict"] == sc.INCONCLUSIVE
+    missing = sc.hyperplanes(_planes([1e-2], [1e-4]).query("d == 5"))
+    assert missing["verdict"] == sc.INCONCLUSIVE and "must hold both" in missing["measured"]
+
+
+def _cos(pairs):
     ts = [0.2, 0.4, 0.6, 0.8]
     rows = []
-    for i, a in enumerate(ts):
-        for j, b in enumerate(ts):
-            c = 1.0 if i == j else (within if (a < 0.5) == (b < 0.5) else across)
-            rows.append({"i": i, "j": j, "t_i": a, "t_j": b, "cosine": c})
+    for k, (within, across) in enumerate(pairs):
+        for i, a in enumerate(ts):
+            for j, b in enumerate(ts):
+                c = 1.0 if i == j else (within if (a < 0.5) == (b < 0.5) else across)
+                rows.append({"i": i, "j": j, "t_i": a, "t_j": b, "cosine": c, "seed_a": 0, "seed_b": k + 1})
     return pd.DataFrame(rows)
 
 
 def test_connector_halves():
-    assert sc.connector_halves(_cos(0.85, 0.1))["verdict"] == sc.HOLDS
-    assert sc.connector_halves(_cos(0.85, 0.7))["verdict"] == sc.FAILS
+    assert sc.connector_halves(_cos([(0.85, 0.1), (0.8, 0.2), (0.9, 0.15)]))["verdict"] == sc.HOLDS
+    assert sc.connector_halves(_cos([(0.85, 0.7), (0.8, 0.75), (0.9, 0.8)]))["verdict"] == sc.FAILS
+    assert sc.connector_halves(_cos([(0.85, 0.1), (0.8, 0.7), (0.9, 0.5)]))["verdict"] == sc.INCONCLUSIVE
 
 
-def test_short_directions():
-    short = pd.DataFrame({"t": [0.0, 0.5, 1.0], "short_count": [9, 20, 9]})
-    assert sc.short_mid_path(short)["verdict"] == sc.HOLDS
-    assert sc.short_mid_path(short.assign(short_count=[9, 8, 9]))["verdict"] == sc.FAILS
-    centre = pd.DataFrame({"n": [1, 2, 3], "short_count": [9, 20, 22]})
-    assert sc.short_with_m(centre)["verdict"] == sc.HOLDS
-    assert sc.short_with_m(centre.assign(short_count=[9, 20, 18]))["verdict"] == sc.FAILS
+def _low_loss(connector_max, bezier_max=0.04):
+    path = pd.DataFrame([{"path": "connector", "split": "train", "t": t, "loss": m if t == 0.5 else 0.03,
+                          "seed_a": a, "seed_b": b} for (a, b), m in zip(PAIRS, connector_max) for t in (0, 0.5, 1)])
+    along = pd.DataFrame([{"path": "curve", "split": "train", "t": t, "loss": bezier_max if t == 0.5 else 0.03,
+                           "kind": "bezier", "seed_a": a, "seed_b": b, "alignment": "none"}
+                          for (a, b) in PAIRS for t in (0, 0.5, 1)])
+    return path, along
 
 
-@pytest.mark.parametrize("param, widths, verdict", [("lr", [6.8, 8.2, 10.0], sc.HOLDS), ("l2", [8.2, 8.0, 7.6], sc.FAILS),
-                                                    ("batch_size", [8.9, 8.2, 7.7], sc.HOLDS)])
-def test_tunnel_trends(param, widths, verdict):
-    t = pd.DataFrame({"param": param, "value": [1.0, 2.0, 3.0], "width_mean": widths, "status": "ok"})
-    assert sc.tunnel_trend(t, param)["verdict"] == verdict
+def test_connector_low_loss_against_the_bezier_curve():
+    assert sc.connector_low_loss(*_low_loss([0.05, 0.06, 0.045]))["verdict"] == sc.HOLDS
+    r = sc.connector_low_loss(*_low_loss([0.65, 0.5, 0.7]))
+    assert r["verdict"] == sc.FAILS and r["effect"] > 10
+    assert sc.connector_low_loss(*_low_loss([0.03, 0.2, 0.06]))["verdict"] == sc.INCONCLUSIVE
+    assert sc.connector_low_loss(None, None)["verdict"] == sc.NOT_RUN
+
+
+def _short(mid_counts, ends=9, starts=(0, 1)):
+    return pd.DataFrame([{"t": t, "short_count": (m + s) if t == 0.5 else ends, "seed_a": 0, "seed_b": k + 1, "start": s}
+                         for k, m in enumerate(mid_counts) for s in starts for t in (0.0, 0.5, 1.0)])
+
+
+def test_short_directions_mid_path():
+    assert sc.short_mid_path(_short([20, 18, 22]))["verdict"] == sc.HOLDS
+    r = sc.short_mid_path(_short([20, 18, 22]))
+    assert r["n_replicates"] == 6  # 3 connectors x 2 Lanczos starts
+    assert sc.short_mid_path(_short([5, 6, 4]))["verdict"] == sc.FAILS
+    assert sc.short_mid_path(_short([2, 20, 0]))["verdict"] == sc.INCONCLUSIVE
+
+
+def _centre(series):
+    return pd.DataFrame([{"n": n, "short_count": c, "start": s} for s, counts in enumerate(series)
+                         for n, c in zip((1, 2, 3, 4), counts)])
+
+
+def test_short_directions_with_m():
+    assert sc.short_with_m(_centre([[9, 20, 22, 23], [9, 19, 23, 24], [8, 21, 22, 25]]))["verdict"] == sc.HOLDS
+    assert sc.short_with_m(_centre([[25, 20, 15, 10], [24, 19, 16, 9], [26, 21, 14, 11]]))["verdict"] == sc.FAILS
+    assert sc.short_with_m(_centre([[9, 24, 22, 23], [20, 9, 24, 10], [24, 9, 10, 22]]))["verdict"] == sc.INCONCLUSIVE
+    one = sc.short_with_m(_centre([[9, 24, 22, 23]]))
+    assert one["verdict"] == sc.INCONCLUSIVE and one["n_replicates"] == 1
+
+
+def _widths(param, means, spread=0.5, seeds=(0, 1), directions=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame([{"param": param, "value": float(v), "seed": s, "direction": k, "status": "ok",
+                          "width": m + spread * rng.standard_normal(), "width_rel": 0.1}
+                         for v, m in zip((1, 2, 3), means) for s in seeds for k in range(directions)])
+
+
+@pytest.mark.parametrize("param, means, spread, verdict", [
+    ("lr", [6.8, 8.2, 10.0], 0.5, sc.HOLDS), ("l2", [8.6, 8.2, 7.6], 0.3, sc.FAILS),
+    ("dropout", [8.6, 8.6, 8.6], 2.0, sc.INCONCLUSIVE), ("batch_size", [8.9, 8.2, 7.7], 0.3, sc.HOLDS),
+    ("batch_size", [7.7, 8.2, 8.9], 0.3, sc.FAILS)])
+def test_tunnel_trends(param, means, spread, verdict):
+    r = sc.tunnel_trend(_widths(param, means, spread), param)
+    assert r["verdict"] == verdict and r["n_replicates"] == 2 and "relative" in r["measured"]
+
+
+def test_tunnel_trend_is_deterministic_and_skips_diverged_values():
+    w = _widths("lr", [6.8, 8.2, 10.0])
+    assert sc.tunnel_trend(w, "lr") == sc.tunnel_trend(w, "lr")
+    w.loc[w.value == 3.0, "status"] = "diverged"
+    assert "3:" not in sc.tunnel_trend(w, "lr")["measured"]
+    assert sc.tunnel_trend(w[w.value == 1.0], "lr")["verdict"] == sc.NOT_RUN  # one value: nothing to correlate
+
+
+def _swa(high_lr_gaps):
+    return pd.DataFrame([{"split": "test", "status": "ok", "schedule": sched, "lr": lr, "seed": seed,
+                          "swa_accuracy": sa - (gap if lr == 0.1 else 0.0), "ensemble_accuracy": ea}
+                         for seed, gap in enumerate(high_lr_gaps) for sched in ("constant", "cyclic")
+                         for lr, sa, ea in ((0.01, 0.98, 0.98), (0.1, 0.83, 0.83), (0.3, 0.1, 0.1))])
 
 
 def test_swa_behind_at_high_lr():
-    rows = [{"split": "test", "status": "ok", "schedule": s, "lr": lr, "seed": 0, "swa_accuracy": sa,
-             "ensemble_accuracy": ea}
-            for s in ("constant", "cyclic")
-            for lr, sa, ea in ((0.01, 0.98, 0.98), (0.1, 0.58, 0.83), (0.3, 0.1, 0.1))]
-    r = sc.swa_high_lr(pd.DataFrame(rows))
+    r = sc.swa_high_lr(_swa([0.2, 0.25, 0.18]))
     assert r["verdict"] == sc.HOLDS and "lr 0.1" in r["measured"]  # 0.3 is at chance: not "learning"
-    rows[4]["swa_accuracy"] = 0.83  # cyclic at lr 0.1: SWA keeps up
-    assert sc.swa_high_lr(pd.DataFrame(rows))["verdict"] == sc.FAILS
+    assert sc.swa_high_lr(_swa([0.0, 0.005, -0.01]))["verdict"] == sc.FAILS
+    assert sc.swa_high_lr(_swa([0.0, 0.2, 0.05]))["verdict"] == sc.INCONCLUSIVE
 
 
-def test_score_lists_every_claim_and_not_run_stages():
-    card = sc.score({"curves_summary": _curves(0.02)})
-    assert len(card) == 11 and card.set_index("claim").loc["curve_barrier", "verdict"] == sc.HOLDS
+def test_score_lists_every_claim_once_and_not_run_stages():
+    card = sc.score({"curves_summary": _curves([0.02, 0.03, 0.025])})
+    assert list(card.claim) == list(sc.CLAIMS) and list(card.columns) == sc.COLUMNS
+    row = card.set_index("claim").loc["curve_barrier"]
+    assert row.verdict == sc.HOLDS and row.ci_low < row.effect < row.ci_high < 0.2 and row.n_replicates == 3
     assert (card[card.claim != "curve_barrier"]["verdict"] == sc.NOT_RUN).all()
     page = sc.html(card)
-    assert page.count("<tr") == 12 and "1 holds, 0 does not hold, 10 not run" in page
+    assert page.count("<tr") == len(sc.CLAIMS) + 1 and f"1 holds, 0 does not hold, 0 inconclusive, {len(card) - 1} not run" in page
+    assert f"[{sc.fmt(row.ci_low)}, {sc.fmt(row.ci_high)}]" in page
+    rst = sc.landing_rst(card, "intro")
+    assert rst.startswith("intro") and f"{sc.fmt(row.ci_low)}, {sc.fmt(row.ci_high)}" in rst and "`Curves`_" in rst
+
+
+# ---- one source: the docs quote the code's criteria ----------------------------------------
+def test_docs_quote_the_criteria_of_the_code():
+    text = (REPO / "docs" / "stages.md").read_text()
+    block = re.search(r"<!-- criteria: start -->\n(.*?)<!-- criteria: end -->", text, re.S)
+    assert block and block.group(1) == sc.criteria_markdown(), \
+        "docs/stages.md's criteria table is stale: python -m losslab.scorecard"
+
+
+def test_docs_scorecard_is_a_rendering_of_a_card():
+    text = (REPO / "docs" / "stages.md").read_text()
+    block = re.search(r"<!-- scorecard: start -->\n(.*?)<!-- scorecard: end -->", text, re.S).group(1)
+    claims = re.findall(r"^\| `([^`]+)` \|", block, re.M)
+    verdicts = re.findall(r"\*\*([a-z ]+)\*\* \|$", block, re.M)
+    assert claims == list(sc.CLAIMS) and set(verdicts) <= set(sc.VERDICTS) and len(verdicts) == len(claims)
+    counts = re.match(r"(\d+) holds, (\d+) does not hold, (\d+) inconclusive, (\d+) not run", block)
+    assert counts and [int(c) for c in counts.groups()] == [verdicts.count(v) for v in sc.VERDICTS]

@@ -80,6 +80,14 @@ def test_report_has_every_figure_with_its_caption(tiny_copy):
             continue
         first = caption.read_text().split()[:6]  # each caption's opening words appear in the report
         assert " ".join(first)[:30] in " ".join(html.split()), caption.name
+    # the landing page is the scorecard: every claim with its verdict, effect and interval
+    from losslab import scorecard
+
+    card = io.read_parquet(tiny_copy / "results" / "scorecard.parquet")
+    text = " ".join(html.split())
+    assert "Scorecard" in text and scorecard.counts_text(card) in text
+    for r in card.itertuples():
+        assert r.claim in text and scorecard.interval_text(r) in text, r.claim
 
 
 def test_cifar10_preset_dry_runs_at_paper_scale(tmp_path):

@@ -11,7 +11,7 @@ CON = config["connectors"]
 rule connector:
     input:
         code=lib("data", "models", "flat", "connectors"),
-        optima=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["optima"],
+        optima=lambda wc: CN.optima(PLAN, wc),
     output:
         nodes=out(CN.OUT["nodes"]),
         table=out(CN.OUT["table"]),
@@ -36,7 +36,7 @@ rule connector_path:
     input:
         code=lib("data", "models", "flat", "connectors"),
         nodes=rules.connector.output.nodes,
-        optima=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["optima"],
+        optima=lambda wc: CN.optima(PLAN, wc),
     output:
         path=out(CN.OUT["path"]),
         cosines=out(CN.OUT["cosines"]),
@@ -61,7 +61,7 @@ rule connector_short_directions:
     input:
         code=lib("data", "models", "flat", "connectors", "hessian"),
         nodes=rules.connector.output.nodes,
-        optima=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["optima"],
+        optima=lambda wc: CN.optima(PLAN, wc),
     output:
         table=out(CN.OUT["short"]),
     params:

@@ -1,5 +1,5 @@
-# The reproduction scorecard: for each claim of the two seed works that the run covers, the
-# measured numbers, the statement and holds / does not hold / not run. Library:
+# The reproduction scorecard: for each claim of the two seed works, the effect size with its 95 %
+# interval over replicates and holds / does not hold / inconclusive / not run. Library:
 # src/losslab/scorecard.py (criteria fixed in the code); plan: src/losslab/plan/scorecard.py.
 from losslab.plan import scorecard as SC
 
@@ -8,10 +8,14 @@ rule scorecard:
     input:
         unpack(lambda wc: SC.inputs(PLAN)),
         code=lib("scorecard"),
+        intro=os.path.join(workflow.basedir, "workflow", "report", "workflow.rst"),
+    params:
+        ids=lambda wc: SC.file_ids(PLAN),
     output:
         table=out(SC.OUT["table"]),
         page=report(out(SC.OUT["page"]), caption="../../src/losslab/figures/captions/scorecard.rst",
                     category="Scorecard"),
+        landing=out(SC.OUT["landing"]),
     log:
         "logs/scorecard.log",
     benchmark:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import align, connectors, curves, endpoints, ensembles, planes, scorecard, swa, tunnels, wedge
-from .core import Experiment, Plan, PlanError, key_text, value_label  # noqa: F401 (re-exported)
+from .core import Experiment, Plan, PlanError, derive_seed_lists, key_text, value_label  # noqa: F401 (re-exported)
+from ..config import load_schema
 from .. import catalog
 from .probe import Probe
 
@@ -28,6 +29,7 @@ def build_plan(config: dict, cache_dir=None) -> Plan:
     curves.add_regression_experiment(plan)
     tunnels.add_sweep_settings(plan)
     align.add_width_settings(plan)
+    derive_seed_lists(plan, load_schema())  # seed lists left at their default follow external settings
     # 2. facts: data shapes, and every configured network built on the meta device
     probe = Probe(cache_dir)
     probe_networks(plan, probe)

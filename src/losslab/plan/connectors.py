@@ -59,24 +59,31 @@ def plan_connectors(plan: Plan) -> None:
         if c["batch_size"] == 1:
             raise PlanError(f"connectors.batch_size = 1: the BatchNorm layers of {exp.model} cannot normalise a "
                             "minibatch of one sample; use at least 2 (or null for the full training set)")
-    a, b = c["seeds"]
-    con_id = f"{setting}/seeds{a}-{b}"
+    pairs = [tuple(int(v) for v in p) for p in c["pairs"]]
+    for i, (a, b) in enumerate(pairs):
+        if a == b:
+            raise PlanError(f"connectors.pairs[{i}] = {[a, b]} joins an optimum to itself; use two different seeds")
+        if (a, b) in pairs[:i] or (b, a) in pairs[:i]:
+            raise PlanError(f"connectors.pairs[{i}] = {[a, b]} is listed twice in connectors.pairs")
+    cons = {f"{setting}/seeds{a}-{b}": {"a": a, "b": b, "optima": [
+        plan.need_endpoint(exp, setting, s, f"connectors.pairs[{i}]") for s in (a, b)]}
+        for i, (a, b) in enumerate(pairs)}
     tri_id = f"{setting}/seeds{_seeds(mc['seeds'])}"
     centre_id = f"{setting}/centre-seeds{_seeds(mc['centre_seeds'])}"
     stage = {
-        "connector": con_id, "mconnector": tri_id, "centre": centre_id,
-        "optima": [plan.need_endpoint(exp, setting, s, "connectors.seeds") for s in (a, b)],
+        "connectors": cons, "connector": next(iter(cons)), "mconnector": tri_id, "centre": centre_id,
         "m_optima": [plan.need_endpoint(exp, setting, s, "connectors.mconnector.seeds") for s in mc["seeds"]],
         "centre_optima": [plan.need_endpoint(exp, setting, s, "connectors.mconnector.centre_seeds")
                           for s in mc["centre_seeds"]],
         "opt": {**{k: c[k] for k in OPT_KEYS}, "memory_budget_mb": plan.config["compute"]["memory_budget_mb"]},
     }
     plan.stages["connectors"] = {exp.key: stage}
-    f = dict(dataset=exp.dataset, model=exp.model, connector=con_id)
-    k = exp.key + (con_id,)
-    plan.add_job("connector", k, nodes=plan.path(OUT["nodes"], **f), table=plan.path(OUT["table"], **f))
-    plan.add_job("connector_path", k, path=plan.path(OUT["path"], **f), cosines=plan.path(OUT["cosines"], **f))
-    plan.add_job("connector_short_directions", k, table=plan.path(OUT["short"], **f))
+    for con_id in cons:
+        f = dict(dataset=exp.dataset, model=exp.model, connector=con_id)
+        k = exp.key + (con_id,)
+        plan.add_job("connector", k, nodes=plan.path(OUT["nodes"], **f), table=plan.path(OUT["table"], **f))
+        plan.add_job("connector_path", k, path=plan.path(OUT["path"], **f), cosines=plan.path(OUT["cosines"], **f))
+        plan.add_job("connector_short_directions", k, table=plan.path(OUT["short"], **f))
     m = dict(dataset=exp.dataset, model=exp.model, mconnector=tri_id)
     plan.add_job("mconnector", exp.key + (tri_id,), nodes=plan.path(OUT["m_nodes"], **m),
                  table=plan.path(OUT["m_table"], **m))
@@ -101,3 +108,21 @@ def figure_inputs(plan: Plan, wc) -> dict:
 
 def stage(plan: Plan, dataset: str, model: str) -> dict:
     return plan.entry("connectors", (dataset, model), "connectors")
+
+
+def optima(plan: Plan, wc) -> list[str]:
+    """The two optima of connector ``wc.connector``."""
+    cons = stage(plan, wc.dataset, wc.model)["connectors"]
+    if wc.connector not in cons:
+        raise ValueError(f"no connector {wc.connector} planned for {wc.dataset}/{wc.model}")
+    return cons[wc.connector]["optima"]
+
+
+def connector_tables(plan: Plan, exp, name: str) -> tuple[list[str], list[dict]]:
+    """The ``name`` table (an OUT key) of every connector of ``exp`` and each one's pair columns."""
+    cons = plan.stages.get("connectors", {}).get(exp.key)
+    if not cons:
+        return [], []
+    items = cons["connectors"].items()
+    return ([plan.path(OUT[name], dataset=exp.dataset, model=exp.model, connector=k) for k, _ in items],
+            [{"seed_a": v["a"], "seed_b": v["b"]} for _, v in items])

@@ -186,3 +186,56 @@ class Plan:
     def network(self, exp: Experiment, setting: str) -> dict:
         """Network facts of a setting (parameter count, BatchNorm, ...) from the probe."""
         return exp.networks[setting]
+
+
+# Seed lists whose default (the schema's) is trimmed to the seeds an external setting has:
+# (list key, key of the setting it reads, how its items name seeds: "seed" or "pair").
+SEED_LISTS = (
+    ("curves.pairs", "curves.setting", "pair"),
+    ("connectors.pairs", "connectors.setting", "pair"),
+    ("connectors.mconnector.centre_seeds", "connectors.setting", "seed"),
+    ("swa.seeds", "swa.start_setting", "seed"),
+    ("ensembles.seeds", "ensembles.setting", "seed"),
+    ("ensembles.starts", "ensembles.setting", "seed"),
+    ("align.pairs", "align.setting", "pair"),
+)
+
+
+def _get(node: dict, dotted: str):
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _schema_default(schema: dict, dotted: str):
+    node = schema
+    for part in dotted.split("."):
+        node = node["properties"][part]
+    return node.get("default")
+
+
+def derive_seed_lists(plan: "Plan", schema: dict) -> None:
+    """Seed lists left at their default follow the seeds their setting has: for a setting of n
+    external checkpoints, seeds >= n (and pairs naming them) are dropped, and
+    ``connectors.mconnector.centre_n`` (at its default) keeps the n it can still reach. A list
+    the user set is kept as written and checked as usual."""
+    exp = plan.main_experiment
+    for key, setting_key, kind in SEED_LISTS:
+        section = key.split(".")[0]
+        if not plan.config.get(section, {}).get("enabled", True):
+            continue
+        s = exp.settings.get(_get(plan.config, setting_key))
+        value = _get(plan.config, key)
+        if s is None or s.trained or value != _schema_default(schema, key):
+            continue
+        n = len(s.external)
+        keep = [v for v in value if (max(v) if kind == "pair" else v) < n]
+        parent = _get(plan.config, key.rsplit(".", 1)[0])
+        parent[key.rsplit(".", 1)[1]] = keep
+        if key == "connectors.mconnector.centre_seeds":
+            mc = plan.config["connectors"]["mconnector"]
+            if mc["centre_n"] == _schema_default(schema, "connectors.mconnector.centre_n"):
+                mc["centre_n"] = [m for m in mc["centre_n"] if m <= len(keep)]
+        if not keep:
+            raise PlanError(f"{key} (default {value}) needs seeds that setting {s.name!r} ({s.origin}) does not "
+                            f"have: it has {n} checkpoints; set {key} to seeds 0..{n - 1}")

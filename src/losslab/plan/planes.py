@@ -97,7 +97,11 @@ def plan_planes(plan: Plan) -> None:
         add_plane(plan, exp, f"radial-seed{r['seed']}", "random", {f"seed {r['seed']}": ckpt}, ckpt, "planes.random",
                   random={k: r[k] for k in ("direction_seed", "normalization", "extent")})
     for e in plan.experiments.values():
-        for c in experiment_curves(plan, e.dataset, e.model):
+        curves = experiment_curves(plan, e.dataset, e.model)
+        first = (curves[0]["a"], curves[0]["b"]) if curves else None
+        for c in curves:
+            if pl["curves"] == "first" and (c["a"], c["b"]) != first:
+                continue  # the other pairs are replicates of the curve claims, not planes
             name = "curve-" + c["id"].replace("/", "-")
             f = dict(dataset=e.dataset, model=e.model, curve=c["id"])
             add_plane(plan, e, name, "curve", {"curve": plan.path(CURVE_OUT["ckpt"], **f)}, c["w1"], "curves",

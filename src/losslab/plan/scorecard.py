@@ -1,18 +1,20 @@
-"""Plan of the scorecard: one final job that reads the summary tables of the main experiment's
-stages (those that run) and writes results/scorecard.parquet and its report page."""
+"""Plan of the scorecard: one final job that reads the replicate-level tables of the main
+experiment's stages (those that run) and writes results/scorecard.parquet and its report page."""
 from __future__ import annotations
 
 from .core import Plan
 
-OUT = {"table": "scorecard.parquet", "page": "scorecard.html"}
+OUT = {"table": "scorecard.parquet", "page": "scorecard.html", "landing": "report_landing.rst"}
 
 
 def plan_scorecard(plan: Plan) -> None:
-    plan.add_job("scorecard", (), table=plan.path(OUT["table"]), page=plan.path(OUT["page"]))
+    plan.add_job("scorecard", (), table=plan.path(OUT["table"]), page=plan.path(OUT["page"]),
+                 landing=plan.path(OUT["landing"]))
 
 
-def inputs(plan: Plan) -> dict:
-    """name -> table path(s) of the main experiment, for each stage that runs."""
+def tables(plan: Plan) -> dict[str, tuple[list[str], list[dict]]]:
+    """Table name (``losslab.scorecard.TABLES``) -> (files, the columns naming each file's
+    replicate), for each stage of the main experiment that runs."""
     from . import connectors, curves, swa, tunnels, wedge
 
     exp = plan.main_experiment
@@ -20,17 +22,26 @@ def inputs(plan: Plan) -> dict:
     found: dict = {}
     mine = [c for c in curves.experiment_curves(plan, exp.dataset, exp.model) if c["alignment"] == "none"]
     if mine:
-        found["curves_summary"] = plan.path(curves.OUT["gather"], **ids)
-        found["curves_ensemble"] = [plan.path(curves.OUT["ensemble"], curve=c["id"], **ids) for c in mine]
+        found["curves_summary"] = ([plan.path(curves.OUT["gather"], **ids)], [{}])
+        for name, key in (("curves_ensemble", "ensemble"), ("curves_along", "along")):
+            found[name] = ([plan.path(curves.OUT[key], curve=c["id"], **ids) for c in mine], [{} for _ in mine])
     if ("wedge_hyperplanes",) in plan.jobs:
-        found["hyperplanes"] = plan.path(wedge.OUT["hyperplanes"])
+        found["hyperplanes"] = ([plan.path(wedge.OUT["hyperplanes"])], [{}])
     con = plan.stages.get("connectors", {}).get(exp.key)
     if con:
-        found["cosines"] = plan.path(connectors.OUT["cosines"], connector=con["connector"], **ids)
-        found["short"] = plan.path(connectors.OUT["short"], connector=con["connector"], **ids)
-        found["centre"] = plan.path(connectors.OUT["centre"], mconnector=con["centre"], **ids)
+        for name, key in (("cosines", "cosines"), ("connector_path", "path"), ("short", "short")):
+            found[name] = connectors.connector_tables(plan, exp, key)
+        found["centre"] = ([plan.path(connectors.OUT["centre"], mconnector=con["centre"], **ids)], [{}])
     if ("tunnel_summary",) + exp.key in plan.jobs:
-        found["tunnels"] = plan.path(tunnels.OUT["summary"], **ids)
+        found["tunnel_widths"] = ([plan.path(tunnels.OUT["all_widths"], **ids)], [{}])
     if ("swa_summary",) + exp.key in plan.jobs:
-        found["swa"] = plan.path(swa.OUT["all_summary"], **ids)
+        found["swa"] = ([plan.path(swa.OUT["all_summary"], **ids)], [{}])
     return found
+
+
+def inputs(plan: Plan) -> dict[str, list[str]]:
+    return {name: files for name, (files, _) in tables(plan).items()}
+
+
+def file_ids(plan: Plan) -> dict[str, list[dict]]:
+    return {name: cols for name, (_, cols) in tables(plan).items()}

@@ -32,6 +32,12 @@ def add_sweep_settings(plan: Plan) -> None:
     from .endpoints import user_model
 
     rows = []
+    t = plan.config["tunnels"]
+    if t["enabled"] and not active(plan):
+        raise PlanError(f"tunnels.sweep: every list is empty ({', '.join(f'{p}: []' for p in PARAMS)}), so there is "
+                        "nothing to sweep and no tunnel width to measure; list values under tunnels.sweep.<param> "
+                        "(a value equal to the base setting measures the default endpoints), or set "
+                        "tunnels.enabled: false")
     if active(plan):
         exp = plan.main_experiment
         for param in ("width", "dropout"):
