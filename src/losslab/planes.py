@@ -285,14 +285,14 @@ def tile_table(fm: FlatModel, plane: Plane, ev, task: str, resolution: int, tile
     return df.assign(tile=f"{i}_{j}", resolution=resolution, **ev.sizes)
 
 
-def whole_grid(fm: FlatModel, plane: Plane, ev, task: str, resolution: int, options: EngineOptions | None = None,
+def whole_grid(fm: FlatModel, p: Plane, ev, task: str, resolution: int, options: EngineOptions | None = None,
                device=None, splits=("train", "test"), progress: bool = True, **labels) -> pd.DataFrame:
     """The plane's whole G x G grid in one call: the single tile of :func:`tile_table`, with the
     ``labels`` as columns, checked and sorted as a gathered grid (:func:`losslab.summaries.gather_tiles`)."""
     from .summaries import gather_tiles
 
-    tile = tile_table(fm, plane, ev, task, resolution, 1, 0, 0, options or EngineOptions(), device, splits, progress)
-    return gather_tiles([tile.assign(**labels)], resolution, plane.meta.get("name") or "the plane")
+    tile = tile_table(fm, p, ev, task, resolution, 1, 0, 0, options or EngineOptions(), device, splits, progress)
+    return gather_tiles([tile.assign(**labels)], resolution, p.meta.get("name") or "the plane")
 
 
 def tile_ranges(n: int, tiles: int) -> list[tuple[int, int]]:
