@@ -102,9 +102,10 @@ def plane_figure(grid: pd.DataFrame, points: pd.DataFrame | None = None, track: 
         return {f"{'scene' if k == 0 else f'scene{k + 1}'}.zaxis.title.text": label for k in range(len(splits))}
 
     fig.update_layout(
-        title=title or None, height=560, margin={"l": 0, "r": 0, "t": 60, "b": 0},
+        title={"text": title, "x": 0.5, "xanchor": "center"} if title else None, height=560,
+        margin={"l": 0, "r": 0, "t": 80, "b": 0},
         legend={"x": 0.0, "y": 0.0},
-        updatemenus=[{"type": "buttons", "direction": "right", "x": 0.0, "y": 1.1, "xanchor": "left",
+        updatemenus=[{"type": "buttons", "direction": "right", "x": 0.0, "y": 1.16, "xanchor": "left", "yanchor": "top",
                       "buttons": [{"label": "linear", "method": "update", "args": [{"z": heights["linear"]}, axes(False)]},
                                   {"label": "log scale", "method": "update", "args": [{"z": heights["log"]}, axes(True)]}]}])
     for k in range(len(splits)):
