@@ -110,16 +110,12 @@ def _both(fm: FlatModel, train: Data, test: Data, bn_data, task: str | None) -> 
 
 
 def _splits(df: pd.DataFrame, splits: tuple) -> pd.DataFrame:
-    """Only the rows of ``splits``; ``n_test`` is 0 where no test data was given."""
+    """Only the rows of ``splits``; without test data, ``n_test`` is 0 and test columns are NaN."""
     if "split" in df:
         df = df[df["split"].isin(splits)].reset_index(drop=True)
     if "test" not in splits:
-        for c in ("n_test",):
-            if c in df:
-                df = df.assign(n_test=0)
-        for c in ("test_loss", "test_accuracy"):
-            if c in df:
-                df = df.assign(**{c: float("nan")})
+        df = df.assign(**{c: 0 if c == "n_test" else float("nan")
+                          for c in ("n_test", "test_loss", "test_accuracy") if c in df})
     return df
 
 
