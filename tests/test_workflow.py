@@ -61,7 +61,8 @@ def test_tiny_endpoints_end_to_end(tiny_copy):
 
 @pytest.mark.e2e
 def test_report_has_every_figure_with_its_caption(tiny_copy):
-    """`snakemake --report` over the whole tiny run: every PNG and GIF the run drew is in it."""
+    """`snakemake --report` over the whole tiny run: every PNG and GIF the run drew is in it, and
+    every plane's interactive HTML."""
     report = tiny_copy / "report.zip"  # a .zip report keeps one file per figure, so it can be listed
     snakemake(tiny_copy, "--report", str(report))
     import zipfile
@@ -71,7 +72,8 @@ def test_report_has_every_figure_with_its_caption(tiny_copy):
     with zipfile.ZipFile(report) as z:
         names = z.namelist()
         html = htmllib.unescape(z.read(next(n for n in names if n.endswith("report.html"))).decode(errors="ignore"))
-    figures = sorted(p.name for p in (tiny_copy / "results").rglob("*") if p.suffix in (".png", ".gif"))
+    figures = sorted(p.name for p in (tiny_copy / "results").rglob("*") if p.suffix in (".png", ".gif")
+                     or (p.suffix == ".html" and p.parent.name == "planes"))
     assert len(figures) >= 15
     packed = {Path(n).name for n in names}
     assert set(figures) <= packed, sorted(set(figures) - packed)

@@ -281,6 +281,20 @@ def connector(loss_fn, a: torch.Tensor, b: torch.Tensor, segments: int, d: int |
     return ConnectorResult(t, torch.stack(nodes), start, final, status, shared.kind, shared.dim)
 
 
+@torch.no_grad()
+def connector_table(res: ConnectorResult, loss_fn) -> pd.DataFrame:
+    """One row per node of a connector: ``node``, ``t``, the loss (``loss_fn``, deterministic) on
+    the straight line (``line_train_loss``) and at the optimised node (``node_train_loss``), the
+    node's ``status`` and its distance from the line (``deviation_norm``); then ``subspace``,
+    ``dim`` and ``D``."""
+    a, b = res.points[0], res.points[-1]
+    line = line_points(a, b, res.t)
+    rows = [{"node": k, "t": float(res.t[k]), "line_train_loss": float(loss_fn(line[k])),
+             "node_train_loss": float(loss_fn(res.points[k])), "status": res.status[k],
+             "deviation_norm": float((res.points[k] - line[k]).norm())} for k in range(len(res.t))]
+    return pd.DataFrame(rows).assign(subspace=res.subspace, dim=res.dim, D=a.numel())
+
+
 def deviation_cosines(t: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """Cosine similarity between the interior nodes' deviations from the straight line."""
     a, b = points[0], points[-1]
@@ -485,6 +499,23 @@ def evaluate_vectors(fm, ev, task: str, vectors: torch.Tensor, refs: dict | None
 def reference_predictions(fm, ev, vec: torch.Tensor, batch_size: int = 4096) -> dict:
     buffers = fm.recompute_bn(vec, ev.bn_x) if fm.has_bn else None
     return {s: fm.outputs(vec, ev.split(s)[0], buffers, batch_size).argmax(-1) for s in ("train", "test")}
+
+
+def evaluate_connector(fm, ev, task: str, t_nodes: torch.Tensor, nodes: torch.Tensor, eval_points: int,
+                       batch_size: int = 4096) -> pd.DataFrame:
+    """The straight line between a connector's ends and the connector (the polyline through
+    ``nodes`` at ``t_nodes``), each at ``eval_points`` evenly spaced t: one row per (path, t,
+    split) of :func:`evaluate_vectors` with agreement columns ``agree_a``/``agree_b`` (with the
+    ends' predictions), ``bn_policy`` and the subset sizes."""
+    a, b = nodes[0], nodes[-1]
+    refs = {"a": reference_predictions(fm, ev, a, batch_size), "b": reference_predictions(fm, ev, b, batch_size)}
+    t = torch.linspace(0, 1, int(eval_points), dtype=a.dtype)
+    frames = []
+    for name, vecs in (("line", line_points(a, b, t)), ("connector", polyline(t_nodes, nodes, t))):
+        df = pd.DataFrame(evaluate_vectors(fm, ev, task, vecs, refs, batch_size))
+        df["t"] = t.cpu().numpy()[df["index"].to_numpy()]
+        frames.append(df.drop(columns="index").assign(path=name))
+    return pd.concat(frames, ignore_index=True).assign(bn_policy=fm.bn_policy(ev.bn_x.shape[0]), **ev.sizes)
 
 
 def short_direction_rows(loss_fn, vectors: torch.Tensor, top_k: int, iters: int, threshold: float, seed: int = 0,

@@ -193,17 +193,9 @@ def train_curve(
     checkpoint_every: int = 0,
     stop_after: int | None = None,
 ) -> CurveResult:
-    """Fit the bends of a curve between two fixed endpoints; returns the control points, one
-    snapshot per epoch (E = 0 .. epochs), the history and the status.
-
-    A use of the training scaffold (:func:`losslab.training.fit`). Every minibatch samples one
-    ``t ~ U[0, 1]``, forms the flat vector ``phi(t)`` from the control points and evaluates the
-    network there with ``FlatModel.forward`` (train mode, so BatchNorm uses batch statistics at
-    the sampled point). The loss is the data loss plus ``0.5 * l2 * ||phi(t)||^2`` (the L2
-    convention of :mod:`losslab.training` for trained tensors that are not the weights).
-    ``state_path`` holds resumable state (bends, optimiser, RNG, history and per-epoch
-    snapshots) saved every ``checkpoint_every`` epochs; random bends are drawn with
-    ``derive_seed(seed, "bend", i)``, minibatches and ``t`` with ``derive_seed(seed, "curve")``."""
+    """Fit the bends of a curve between two fixed endpoints of the network that ``model_spec``
+    builds: :func:`fit_curve` on that network, with random bends (``init: random``) drawn as fresh
+    initialisations of the spec (``derive_seed(seed, "bend", i)``)."""
     from .models import build_model
 
     check_bends(bends)
@@ -211,19 +203,79 @@ def train_curve(
         raise ValueError(f"unknown curve kind {kind!r}; known: {', '.join(KINDS)}")
     check_compatible({"w1": w1, "w2": w2})
     device = torch.device(device)
-    module = build_model(model_spec, ds.in_shape, ds.num_outputs).to(device)
-    fm = FlatModel(module)
+    fm = FlatModel(build_model(model_spec, ds.in_shape, ds.num_outputs).to(device))
     if fm.numel != w1.flat.numel():
         raise ArtifactError(
             f"the endpoints have {w1.flat.numel()} parameters but model {model_spec.get('name')!r} "
             f"with this spec has {fm.numel}; the curve must use the endpoints' architecture"
         )
-    a, b = w1.flat.to(device), w2.flat.to(device)
 
     def fresh(i):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, "bend", i))
             return FlatModel(build_model(model_spec, ds.in_shape, ds.num_outputs)).flatten()
+
+    return fit_curve(fm, settings, ds, ev, w1, w2, kind, bends, seed, device, fresh, state_path, checkpoint_every,
+                     stop_after, identity={"spec": model_spec})
+
+
+def reinitialised(fm: FlatModel, seed: int) -> torch.Tensor:
+    """A fresh initialisation of ``fm``'s network as a flat vector: every submodule's own
+    ``reset_parameters`` on a copy, under ``torch.manual_seed(seed)`` (the global RNG is left as it was)."""
+    import copy
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        module = copy.deepcopy(fm.module).cpu()
+        for m in module.modules():
+            if hasattr(m, "reset_parameters") and callable(m.reset_parameters):
+                m.reset_parameters()
+        return fm.flatten(module)
+
+
+def fit_curve(
+    fm: FlatModel,
+    settings: CurveSettings,
+    ds,
+    ev,
+    w1: Point,
+    w2: Point,
+    kind: str = "bezier",
+    bends: int = 1,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    fresh=None,
+    state_path: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    stop_after: int | None = None,
+    identity: dict | None = None,
+) -> CurveResult:
+    """Fit the bends of a curve between two fixed endpoints of the network ``fm``; returns the
+    control points, one snapshot per epoch (E = 0 .. epochs), the history and the status.
+
+    A use of the training scaffold (:func:`losslab.training.fit`). Every minibatch samples one
+    ``t ~ U[0, 1]``, forms the flat vector ``phi(t)`` from the control points and evaluates the
+    network there with ``FlatModel.forward`` (train mode, so BatchNorm uses batch statistics at
+    the sampled point). The loss is the data loss plus ``0.5 * l2 * ||phi(t)||^2`` (the L2
+    convention of :mod:`losslab.training` for trained tensors that are not the weights).
+    ``state_path`` holds resumable state (bends, optimiser, RNG, history and per-epoch
+    snapshots) saved every ``checkpoint_every`` epochs; random bends are ``fresh(i)`` (default:
+    :func:`reinitialised` with ``derive_seed(seed, "bend", i)``), minibatches and ``t`` are drawn
+    with ``derive_seed(seed, "curve")``. ``identity`` joins the fingerprint that a resumed state
+    must match."""
+    check_bends(bends)
+    if kind not in KINDS:
+        raise ValueError(f"unknown curve kind {kind!r}; known: {', '.join(KINDS)}")
+    check_compatible({"w1": w1, "w2": w2})
+    device = torch.device(device)
+    module = fm.module
+    if fm.numel != w1.flat.numel():
+        raise ArtifactError(f"the endpoints have {w1.flat.numel()} parameters, the network has {fm.numel}; "
+                            "the curve must use the endpoints' architecture")
+    if fresh is None:
+        def fresh(i):
+            return reinitialised(fm, derive_seed(seed, "bend", i))
+    a, b = w1.flat.to(device), w2.flat.to(device)
 
     control0 = init_control(kind, a, b, bends, settings.init, fresh)
     theta = torch.nn.Parameter(control0[1:-1].clone())
@@ -262,7 +314,7 @@ def train_curve(
             theta.copy_(st["theta"])
         snapshots[:] = [torch.cat([a[None], s.to(device), b[None]]) for s in st["snapshots"].unbind(0)]
 
-    key = fingerprint({"spec": model_spec, "settings": asdict(settings), "kind": kind, "bends": bends, "seed": seed,
+    key = fingerprint({**(identity or {}), "settings": asdict(settings), "kind": kind, "bends": bends, "seed": seed,
                        "dataset": ds.name, "n": n, "w1": float(a.double().sum()), "w2": float(b.double().sum())})
     job = Job(opt, lr_at, step, record, [theta], settings.epochs, gen, n, settings.batch_size, state, load_state,
               name="curve training")
@@ -378,6 +430,27 @@ def evaluate_paths(fm: FlatModel, paths: dict[str, torch.Tensor], ts: torch.Tens
                             "reference_accuracy": ref[s]["accuracy"],
                             "reference": "ensemble of endpoints w1 and w2", "bn_policy": policy})
     return pd.DataFrame(along), pd.DataFrame(ens)
+
+
+def evaluate_curve(fm: FlatModel, kind: str, control: torch.Tensor, ev, task: str, points: int, l2: float = 0.0,
+                   batch_size: int = 4096, w1: torch.Tensor | None = None,
+                   w2: torch.Tensor | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A curve (``kind``, ``control`` [k + 2, D]) and the straight line between its ends at
+    ``points`` evenly spaced t: the tables ``(along, ensemble, summary)`` of the curves stage
+    (:func:`evaluate_paths` with paths ``curve`` and ``line``, then :func:`summarise` of the
+    objective, loss and, for classification, error). ``w1``/``w2``, when given, must be the
+    curve's ends exactly (an ArtifactError otherwise)."""
+    if (w1 is not None and not torch.equal(control[0].cpu(), w1.cpu())) or \
+            (w2 is not None and not torch.equal(control[-1].cpu(), w2.cpu())):
+        raise ArtifactError("the curve does not end at the given endpoints")
+    device = next(iter(fm.module.parameters())).device
+    ts = torch.linspace(0, 1, int(points), dtype=control.dtype)
+    control = control.to(device)
+    paths = {"curve": point(kind, control, ts.to(device)),
+             "line": line_points(control[0], control[-1], ts.to(device))}
+    along, ens = evaluate_paths(fm, paths, ts, ev, task, l2, batch_size=batch_size)
+    metrics = ("objective", "loss", "error") if task == "classification" else ("objective", "loss")
+    return along, ens, summarise(along, metrics)
 
 
 def _trapz(y: np.ndarray, x: np.ndarray) -> float:

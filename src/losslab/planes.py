@@ -165,7 +165,7 @@ def frame_epochs(n_epochs: int, max_frames: int) -> np.ndarray:
 def curve_track(plane: Plane, final, epochs=None, t_marks=(), n_t: int = 61, max_frames: int | None = None) -> pd.DataFrame:
     """phi(t) of the final curve and of the saved epochs projected onto ``plane``.
 
-    ``final``: a curve checkpoint; ``epochs``: its per-epoch file (``curves.save_curve_epochs``),
+    ``final``: a curve checkpoint (path or dict); ``epochs``: its per-epoch file (``curves.save_curve_epochs``),
     of which at most ``max_frames`` epochs are kept. Columns: source (final | epoch), epoch (-1 for
     the final curve), t, x, y, residual (distance of phi(t) from the plane: 0 for a quadratic
     Bezier curve in its own plane), mark (t is one of ``t_marks``).
@@ -174,7 +174,7 @@ def curve_track(plane: Plane, final, epochs=None, t_marks=(), n_t: int = 61, max
 
     ts = np.unique(np.concatenate([np.linspace(0, 1, n_t), np.asarray(list(t_marks), dtype=float)]))
     marks = set(np.round(np.asarray(list(t_marks), dtype=float), 9))
-    cv = curves.load_curve(final)
+    cv = final if isinstance(final, dict) else curves.load_curve(final)
     items = [("final", -1, cv["kind"], cv["control"])]
     if epochs is not None:
         ep = curves.load_curve_epochs(epochs)
@@ -214,33 +214,53 @@ def grid_axes(bounds, resolution: int) -> tuple[np.ndarray, np.ndarray]:
     return np.linspace(xmin, xmax, resolution), np.linspace(ymin, ymax, resolution)
 
 
+def make_plane(kind: str, vectors: list, names: list, margin: float, random: dict | None = None, layout=None,
+               name: str = "") -> Plane:
+    """A plane of ``kind`` with its grid bounds in ``meta["bounds"]``.
+
+    ``points``: through three flat vectors (``vectors``), labelled ``names``; ``random``: the
+    optimum ``vectors[0]`` (labelled ``names[0]``) with two random directions of
+    ``random = {direction_seed, normalization, extent}`` (``layout``: the parameter layout, for
+    filter normalisation); ``curve``: the plane of the curve ``vectors[0]`` (a curve checkpoint
+    path or dict, see :func:`curve_plane`). Bounds: :func:`grid_bounds` with ``margin`` (the
+    ``extent`` square of a random plane)."""
+    if kind == "points":
+        plane = plane_from_points(*vectors, names=tuple(names))
+        extent = None
+    elif kind == "random":
+        plane = random_plane(vectors[0], random["direction_seed"], random["normalization"], layout=layout)
+        plane.points = {names[0]: (0.0, 0.0)}
+        extent = random["extent"]
+    elif kind == "curve":
+        plane = curve_plane(vectors[0])
+        extent = None
+    else:
+        raise ValueError(f"unknown plane kind {kind!r}; known: points, random, curve")
+    plane.meta.update(name=name, bounds=list(grid_bounds(plane, margin, extent)))
+    return plane
+
+
 def define_plane(p: dict, paths: list, spec_point) -> Plane:
     """The plane a ``plane_basis`` job defines (``p``: name, kind, names, margin, random), from
-    its defining checkpoints ``paths``; grid bounds in ``meta["bounds"]``. Raises ArtifactError
-    when the plane's vectors do not fit the model of ``spec_point``."""
+    its defining checkpoints ``paths`` (:func:`make_plane`). Raises ArtifactError when the plane's
+    vectors do not fit the model of ``spec_point``."""
     from . import io
 
+    layout = None
     if p["kind"] == "points":
         pts = {n: io.load_point(path) for n, path in zip(p["names"], paths)}
         io.check_compatible(pts)
-        plane = plane_from_points(*[pt.flat for pt in pts.values()], names=tuple(p["names"]))
-        extent = None
+        vectors = [pt.flat for pt in pts.values()]
     elif p["kind"] == "random":
-        r = p["random"]
         pt = io.load_point(paths[0])
-        plane = random_plane(pt.flat, r["direction_seed"], r["normalization"], layout=pt)
-        plane.points = {p["names"][0]: (0.0, 0.0)}
-        extent = r["extent"]
-    elif p["kind"] == "curve":
-        plane = curve_plane(paths[0])
-        extent = None
+        vectors, layout = [pt.flat], pt
     else:
-        raise ValueError(f"unknown plane kind {p['kind']!r}")
+        vectors = list(paths)
+    plane = make_plane(p["kind"], vectors, p["names"], p["margin"], p.get("random"), layout, p["name"])
     if plane.origin.numel() != spec_point.flat.numel():
         raise ArtifactError(f"plane {p['name']}: its vectors have {plane.origin.numel()} entries but the model has "
                             f"{spec_point.flat.numel()} parameters")
-    plane.meta.update(name=p["name"], bounds=list(grid_bounds(plane, p["margin"], extent)),
-                      model_spec=spec_point.meta.get("model_spec"))
+    plane.meta.update(model_spec=spec_point.meta.get("model_spec"))
     return plane
 
 
@@ -252,17 +272,27 @@ def points_table(plane: Plane, p: dict) -> pd.DataFrame:
 
 
 def tile_table(fm: FlatModel, plane: Plane, ev, task: str, resolution: int, tiles: int, i: int, j: int,
-               options: EngineOptions, device=None) -> pd.DataFrame:
+               options: EngineOptions, device=None, splits=("train", "test"), progress: bool = True) -> pd.DataFrame:
     """Tile (i, j) of the plane's G x G grid: :func:`evaluate_grid` rows with grid indices ix, iy."""
     if plane.origin.numel() != fm.numel:
         raise ArtifactError(f"plane {plane.meta.get('name')} has vectors of length {plane.origin.numel()}, "
                             f"the model has {fm.numel} parameters")
     xs, ys = grid_axes(plane.meta["bounds"], resolution)
     X, Y, ix, iy = tile_coords(xs, ys, tiles, i, j)
-    df = evaluate_grid(fm, plane, X, Y, ev, task, options, device, progress=True)
-    df["ix"] = np.tile(ix, 2)
-    df["iy"] = np.tile(iy, 2)
+    df = evaluate_grid(fm, plane, X, Y, ev, task, options, device, progress=progress, splits=splits)
+    df["ix"] = np.tile(ix, len(splits))
+    df["iy"] = np.tile(iy, len(splits))
     return df.assign(tile=f"{i}_{j}", resolution=resolution, **ev.sizes)
+
+
+def whole_grid(fm: FlatModel, p: Plane, ev, task: str, resolution: int, options: EngineOptions | None = None,
+               device=None, splits=("train", "test"), progress: bool = True, **labels) -> pd.DataFrame:
+    """The plane's whole G x G grid in one call: the single tile of :func:`tile_table`, with the
+    ``labels`` as columns, checked and sorted as a gathered grid (:func:`losslab.summaries.gather_tiles`)."""
+    from .summaries import gather_tiles
+
+    tile = tile_table(fm, p, ev, task, resolution, 1, 0, 0, options or EngineOptions(), device, splits, progress)
+    return gather_tiles([tile.assign(**labels)], resolution, p.meta.get("name") or "the plane")
 
 
 def tile_ranges(n: int, tiles: int) -> list[tuple[int, int]]:
@@ -292,14 +322,14 @@ class GridEngine(Evaluator):
                  device: torch.device | str | None = None):
         super().__init__(fm, ev, task, options, device, basis=(plane.origin, torch.stack([plane.e1, plane.e2])))
 
-    def evaluate(self, coords) -> dict[str, np.ndarray]:
+    def evaluate(self, coords, splits=("train", "test")) -> dict[str, np.ndarray]:
         """Coordinates ``[P, 2]`` -> arrays ``{split}_loss`` (mean) and ``{split}_accuracy`` of
-        length P for the train and test splits (accuracy NaN for regression)."""
+        length P for the ``splits`` (accuracy NaN for regression)."""
         coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-        res = self.evaluate_coefs(torch.as_tensor(coords, dtype=torch.float32))
-        sums = torch.stack([res[s][k] for s in ("train", "test") for k in ("loss", "correct")], 1).cpu().numpy()
+        res = self.evaluate_coefs(torch.as_tensor(coords, dtype=torch.float32), tuple(splits))
+        sums = torch.stack([res[s][k] for s in splits for k in ("loss", "correct")], 1).cpu().numpy()
         out = {}
-        for k, s in enumerate(("train", "test")):
+        for k, s in enumerate(splits):
             n = self.splits[s][0].shape[0]
             out[f"{s}_loss"] = sums[:, 2 * k] / n
             out[f"{s}_accuracy"] = sums[:, 2 * k + 1] / n if self.task == "classification" else np.full(len(coords), np.nan)
@@ -307,7 +337,8 @@ class GridEngine(Evaluator):
 
 
 def evaluate_grid(fm: FlatModel, plane: Plane, xs, ys, ev, task: str, options: EngineOptions | None = None,
-                  device=None, engine: GridEngine | None = None, progress: bool = False) -> pd.DataFrame:
+                  device=None, engine: GridEngine | None = None, progress: bool = False,
+                  splits=("train", "test")) -> pd.DataFrame:
     """Evaluate the points ``(xs[k], ys[k])`` of a plane. Long-format table: one row per point
     and split with columns x, y, split, loss, accuracy, status, bn_policy. The engine's path
     (``GridEngine.describe()``) and its speed go to the log.
@@ -328,14 +359,14 @@ def evaluate_grid(fm: FlatModel, plane: Plane, xs, ys, ev, task: str, options: E
 
         parts, step = [], max(1, len(coords) // 20)
         for lo in progress_bar(range(0, len(coords), step), desc="grid points", unit="block"):
-            parts.append(eng.evaluate(coords[lo: lo + step]))
-        res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else eng.evaluate(coords)
+            parts.append(eng.evaluate(coords[lo: lo + step], splits))
+        res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else eng.evaluate(coords, splits)
     else:
-        res = eng.evaluate(coords)
+        res = eng.evaluate(coords, splits)
     dt = time.perf_counter() - t0
     log.info("evaluated %d points in %.2f s (%.1f points/s) with %s", len(coords), dt, len(coords) / max(dt, 1e-9), eng.describe())
     rows = []
-    for s in ("train", "test"):
+    for s in splits:
         rows.append(pd.DataFrame({"x": xs, "y": ys, "split": s, "loss": res[f"{s}_loss"], "accuracy": res[f"{s}_accuracy"]}))
     df = pd.concat(rows, ignore_index=True)
     df["status"] = np.where(np.isfinite(df["loss"]), "ok", "diverged")

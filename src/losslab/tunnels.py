@@ -194,6 +194,39 @@ def probe(fm: FlatModel, w: torch.Tensor, ev, task: str, *, directions: int, nor
     return probe_rows(res, float(w.norm()), **ids)
 
 
+PROFILE_COLUMNS = {"direction": int, "r": float, "loss": float, "status": str}
+
+
+def probe_optimum(fm: FlatModel, w: torch.Tensor, ev, task: str, *, status: str = "ok", directions: int,
+                  normalization: str, r_max: float, threshold: float, mode: str, profile_points: int, steps: int,
+                  direction_seed: int, buffers: dict | None = None, chunk: int = 16,
+                  **ids) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tunnel stage's tables of one optimum: :func:`probe` with the optimum's own test loss
+    and accuracy and ``status`` columns. An optimum whose ``status`` is not ``ok``, whose weights
+    or train loss are not finite, is not probed: one ``diverged`` row of NaN widths and an empty
+    profile."""
+    from .flat import evaluate_point
+
+    if status == "ok" and not bool(w.isfinite().all()):
+        status = "diverged"
+    if status == "ok":
+        m = evaluate_point(fm, w, ev, task)
+        if not math.isfinite(m["train"]["loss"]):
+            status = "diverged"
+    if status != "ok":
+        nan = math.nan
+        widths = pd.DataFrame([{**ids, "direction": -1, "width": nan, "width_rel": nan, "reached": False,
+                                "threshold": nan, "loss0": nan, "weight_norm": nan, "test_loss": nan,
+                                "test_accuracy": nan, "status": "diverged"}])
+        profile = pd.DataFrame({c: pd.Series(dtype=PROFILE_COLUMNS.get(c, object)) for c in [*ids, *PROFILE_COLUMNS]})
+        return widths, profile
+    widths, profile = probe(fm, w, ev, task, directions=directions, normalization=normalization, r_max=r_max,
+                            threshold=threshold, mode=mode, profile_points=profile_points, steps=steps,
+                            direction_seed=direction_seed, buffers=buffers, chunk=chunk, **ids)
+    widths = widths.assign(test_loss=m["test"]["loss"], test_accuracy=m["test"]["accuracy"], status="ok")
+    return widths, profile.assign(status="ok")
+
+
 def summarise_widths(widths: pd.DataFrame) -> pd.DataFrame:
     """One row per swept value: width statistics over seeds and directions, and the status.
 

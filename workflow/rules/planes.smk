@@ -1,9 +1,10 @@
-# Stage: loss planes. Library: src/losslab/planes.py (engine, bases, grids), src/losslab/plane_render.py
-# (figures, animation). Scatter-gather per plane under results/{dataset}/{model}/planes/{plane}/:
+# Stage: loss planes. Library: src/losslab/planes.py (engine, bases, grids), src/losslab/figures/planes.py
+# (figures, animation), src/losslab/figures/interactive.py (3-D HTML), src/losslab/export.py (ParaView). Scatter-gather per plane under results/{dataset}/{model}/planes/{plane}/:
 #   plane_basis  -> plane.pt (origin, e1, e2, grid bounds) + points.parquet (defining points' x, y)
 #   plane_tile   -> tiles/tile{i}_{j}.parquet, one GPU-tagged job per tile (tiles_per_side^2 jobs)
 #   plane_gather -> grid.parquet (all G x G points, train and test)
-#   plot_plane   -> figures/planes/{plane}.png/.pdf (reads Parquet only)
+#   plot_plane   -> figures/planes/{plane}.png/.pdf, .html (interactive 3-D), .vts/.vtp (ParaView);
+#                   reads Parquet only
 # Curve planes: curve_track projects every saved curve epoch on the final curve's plane
 # (track.parquet); animate_curve_training draws one frame per epoch. The plan
 # (src/losslab/plan/planes.py) lists every plane, including the tunnel stage's slices.
@@ -140,11 +141,15 @@ rule curve_track:
 rule plot_plane:
     input:
         unpack(lambda wc: PL_PLAN.plot_inputs(PLAN, wc)),
-        code=lib("figures.planes"),
+        code=lib("figures.planes", "figures.interactive", "export"),
     output:
         png=report(out(PL_PLAN.OUT["png"]), caption="../../src/losslab/figures/captions/plane.rst", category="Loss planes",
                    labels={"dataset": "{dataset}", "model": "{model}", "plane": "{plane}"}),
         pdf=out(PL_PLAN.OUT["pdf"]),
+        html=report(out(PL_PLAN.OUT["html"]), caption="../../src/losslab/figures/captions/plane_interactive.rst",
+                    category="Loss planes", labels={"dataset": "{dataset}", "model": "{model}", "plane": "{plane} (3-D)"}),
+        vts=out(PL_PLAN.OUT["vts"]),
+        vtp=out(PL_PLAN.OUT["vtp"]),
     params:
         render={k: PL["render"][k] for k in ("levels", "t_marks")},
     log:

@@ -1,7 +1,4 @@
 """Optimise a connector between two endpoint optima (thin wrapper around losslab.connectors)."""
-import pandas as pd
-import torch
-
 from losslab import connectors, io
 from losslab.device import get_device, setup_job
 
@@ -18,16 +15,11 @@ res = connectors.connector(train_loss, a, b, segments=p.segments, d=o["d"], step
                            optimizer=o["optimizer"], subspace=o["subspace"], seed=o["seed"],
                            memory_budget_mb=o["memory_budget_mb"], progress=True)
 full = connectors.NetworkLoss(fm, ds.train_x, ds.train_y, ds.task)  # whole training set, deterministic
-with torch.no_grad():
-    line = connectors.line_points(a, b, res.t)
-    rows = [{"node": k, "t": float(res.t[k]), "line_train_loss": float(full(line[k])),
-             "node_train_loss": float(full(res.points[k])), "status": res.status[k],
-             "deviation_norm": float((res.points[k] - line[k]).norm())} for k in range(len(res.t))]
-table = pd.DataFrame(rows).assign(dataset=ds.name, model=pts[0].model_spec["name"], setting=pts[0].meta.get("setting"),
-                                  seed_a=pts[0].meta.get("seed"), seed_b=pts[1].meta.get("seed"),
-                                  subspace=res.subspace, dim=res.dim, D=fm.numel,
-                                  n_train=ds.train_x.shape[0], n_test=0)  # losses on the whole training set
+table = connectors.connector_table(res, full)
+table = table.assign(dataset=ds.name, model=pts[0].model_spec["name"], setting=pts[0].meta.get("setting"),
+                     seed_a=pts[0].meta.get("seed"), seed_b=pts[1].meta.get("seed"),
+                     n_train=ds.train_x.shape[0], n_test=0)  # losses on the whole training set
 io.write_parquet(table, snakemake.output.table)
 io.save_tensors({"t": res.t.cpu(), "points": res.points.cpu(), "subspace": res.subspace, "dim": res.dim},
                 snakemake.output.nodes)
-log.info("node losses: %s", [round(r["node_train_loss"], 4) for r in rows])
+log.info("node losses: %s", [round(v, 4) for v in table["node_train_loss"]])

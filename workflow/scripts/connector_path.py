@@ -1,7 +1,4 @@
 """Dense evaluation of the straight line and the connector: loss, accuracy, agreement, deviation cosines."""
-import pandas as pd
-import torch
-
 from losslab import connectors, data, io
 from losslab.device import get_device, setup_job
 
@@ -12,18 +9,8 @@ bs = p.evaluation["batch_size"]
 ds, fm, X, pts = connectors.load_network_optima(snakemake.input.optima, p.dataset, device)
 ev = data.eval_from_config(ds, {"evaluation": p.evaluation}, device)
 nodes = io.load_tensors(snakemake.input.nodes, device)
-a, b = X
-refs = {"a": connectors.reference_predictions(fm, ev, a, bs), "b": connectors.reference_predictions(fm, ev, b, bs)}
-t = torch.linspace(0, 1, p.eval_points, dtype=a.dtype)
-frames = []
-for name, vecs in (("line", connectors.line_points(a, b, t)), ("connector", connectors.polyline(nodes["t"], nodes["points"], t))):
-    rows = connectors.evaluate_vectors(fm, ev, ds.task, vecs, refs, bs)
-    df = pd.DataFrame(rows)
-    df["t"] = t.cpu().numpy()[df["index"].to_numpy()]
-    frames.append(df.drop(columns="index").assign(path=name))
-path = pd.concat(frames, ignore_index=True).assign(dataset=ds.name, model=pts[0].model_spec["name"],
-                                                    setting=pts[0].meta.get("setting"),
-                                                    bn_policy=fm.bn_policy(ev.bn_x.shape[0]), **ev.sizes)
+path = connectors.evaluate_connector(fm, ev, ds.task, nodes["t"], nodes["points"], p.eval_points, bs)
+path = path.assign(dataset=ds.name, model=pts[0].model_spec["name"], setting=pts[0].meta.get("setting"))
 io.write_parquet(path, snakemake.output.path)
 cos = connectors.deviation_cosines(nodes["t"], nodes["points"]).cpu()
 io.write_parquet(connectors.cosine_table(nodes["t"].cpu(), cos).assign(dataset=ds.name), snakemake.output.cosines)

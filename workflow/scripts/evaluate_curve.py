@@ -1,6 +1,4 @@
 """Evaluate a curve and the straight line along t; barriers; ensembles (losslab.curves)."""
-import torch
-
 from losslab import curves, io, job
 from losslab.device import get_device, setup_job
 
@@ -12,14 +10,12 @@ ctx = job.context(spec, device)
 ds, ev, fm = ctx.ds, ctx.ev, ctx.fm
 w1, w2 = (job.load_point(p, fm) for p in (snakemake.input.w1, snakemake.input.w2))
 cv = curves.load_curve(snakemake.input.ckpt)
-control = cv["control"]
-if not (torch.equal(control[0], w1.flat) and torch.equal(control[-1], w2.flat)):
-    raise io.ArtifactError(f"curve {snakemake.input.ckpt} does not end at the endpoints {snakemake.input.w1}, {snakemake.input.w2}")
-ts = torch.linspace(0, 1, snakemake.params.points, dtype=control.dtype)
-paths = {"curve": curves.point(cv["kind"], control.to(device), ts.to(device)),
-         "line": curves.line_points(w1.flat.to(device), w2.flat.to(device), ts.to(device))}
-along, ens = curves.evaluate_paths(fm, paths, ts, ev, ds.task, spec["curve"]["l2"], batch_size=spec["evaluation"]["batch_size"])
-summary = curves.summarise(along, ("objective", "loss", "error") if ds.task == "classification" else ("objective", "loss"))
+try:
+    along, ens, summary = curves.evaluate_curve(fm, cv["kind"], cv["control"], ev, ds.task, snakemake.params.points,
+                                                spec["curve"]["l2"], spec["evaluation"]["batch_size"], w1.flat, w2.flat)
+except io.ArtifactError:
+    raise io.ArtifactError(f"curve {snakemake.input.ckpt} does not end at the endpoints {snakemake.input.w1}, "
+                           f"{snakemake.input.w2}") from None
 ids = dict(dataset=wc.dataset, model=wc.model, **spec["ids"], kind=cv["kind"], bends=int(spec["curve"]["bends"]),
            curve_status=cv["meta"].get("status", "ok"), **ev.sizes)
 io.write_parquet(along.assign(**ids), snakemake.output.along)

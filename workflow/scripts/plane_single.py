@@ -3,8 +3,7 @@ from losslab import data, io
 from losslab.device import get_device, setup_job
 from losslab.flat import FlatModel
 from losslab.models import build_model
-from losslab.planes import EngineOptions, define_plane, points_table, save_plane, tile_table
-from losslab.summaries import gather_tiles
+from losslab.planes import EngineOptions, define_plane, points_table, save_plane, whole_grid
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 p, g = snakemake.params.plane, snakemake.params.grid
@@ -17,9 +16,8 @@ ev = data.eval_from_config(ds, g, device)
 fm = FlatModel(build_model(spec.model_spec, ds.in_shape, ds.num_outputs).to(device))
 opts = EngineOptions.from_dict({**g["engine"], "bn_batch": g["evaluation"]["bn_batch"]},
                                snakemake.config["compute"]["memory_budget_mb"])
-tile = tile_table(fm, plane, ev, ds.task, g["resolution"], 1, 0, 0, opts, device)
-grid = gather_tiles([tile.assign(dataset=wc.dataset, model=wc.model, plane=wc.plane)], g["resolution"],
-                    snakemake.output.grid)
+grid = whole_grid(fm, plane, ev, ds.task, g["resolution"], opts, device, dataset=wc.dataset, model=wc.model,
+                  plane=wc.plane)
 save_plane(plane, snakemake.output.plane)
 io.write_parquet(points_table(plane, p), snakemake.output.points)
 io.write_parquet(grid, snakemake.output.grid)

@@ -1,11 +1,8 @@
 """Radial tunnel widths around the optima of one setting (thin wrapper around losslab.tunnels)."""
-import math
-
 import pandas as pd
 
 from losslab import io, job, tunnels
 from losslab.device import get_device, setup_job
-from losslab.flat import evaluate_point
 from losslab.seeds import derive_seed
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
@@ -23,30 +20,19 @@ ids = dict(dataset=wc.dataset, model=wc.model, setting=wc.setting)
 widths, profiles = [], []
 for seed, path in zip(snakemake.params.seeds, snakemake.input.ckpts):
     point = job.load_point(path, fm, map_location=device)
-    w = point.flat.to(device)
-    status = point.status
-    if status == "ok" and not bool(w.isfinite().all()):
-        status = "diverged"
-    if status == "ok":
-        m = evaluate_point(fm, w, ev, ds.task)
-        if not math.isfinite(m["train"]["loss"]):
-            status = "diverged"
-    if status != "ok":
+    wt, pr = tunnels.probe_optimum(fm, point.flat.to(device), ctx.ev, ds.task, status=point.status,
+                                   directions=tc["directions"], normalization=tc["normalization"], r_max=tc["r_max"],
+                                   threshold=tc["threshold"], mode=tc["threshold_mode"],
+                                   profile_points=tc["profile_points"], steps=tc["bisection_steps"],
+                                   direction_seed=derive_seed(tc["direction_seed"], "directions", int(seed)),
+                                   buffers=point.buffers or None, chunk=chunk, **ids, seed=seed)
+    widths.append(wt)
+    if wt["status"].iloc[0] != "ok":
         log.warning("seed %s: endpoint status %s; recorded as diverged without probing", seed, point.status)
-        widths.append(pd.DataFrame([{**ids, "seed": seed, "direction": -1, "width": math.nan, "width_rel": math.nan,
-                                     "reached": False, "threshold": math.nan, "loss0": math.nan, "weight_norm": math.nan,
-                                     "test_loss": math.nan, "test_accuracy": math.nan, "status": "diverged"}]))
         continue
-    wt, pr = tunnels.probe(fm, w, ev, ds.task, directions=tc["directions"], normalization=tc["normalization"],
-                           r_max=tc["r_max"], threshold=tc["threshold"], mode=tc["threshold_mode"],
-                           profile_points=tc["profile_points"], steps=tc["bisection_steps"],
-                           direction_seed=derive_seed(tc["direction_seed"], "directions", int(seed)), buffers=point.buffers or None, chunk=chunk,
-                           **ids, seed=seed)
-    wt = wt.assign(test_loss=m["test"]["loss"], test_accuracy=m["test"]["accuracy"], status="ok")
     log.info("seed %s: loss0 %.4g, width mean %.3f (%d of %d rays crossed the threshold %.3g)", seed,
              wt["loss0"].iloc[0], wt["width"].mean(), int(wt["reached"].sum()), len(wt), wt["threshold"].iloc[0])
-    widths.append(wt)
-    profiles.append(pr.assign(status="ok"))
+    profiles.append(pr)
 
 prof = pd.concat(profiles, ignore_index=True) if profiles else pd.DataFrame(
     {c: pd.Series(dtype=t) for c, t in [("dataset", str), ("model", str), ("setting", str), ("seed", int),

@@ -1,4 +1,5 @@
-"""Plan of the planes stage: every loss plane, its tiles, renders and curve-training animations.
+"""Plan of the planes stage: every loss plane, its tiles, renders (PNG/PDF, interactive HTML, VTK files
+for ParaView) and curve-training animations.
 
 Planes come from the ``planes`` section (three endpoints, a radial-well slice, one plane per
 curve) and from other stages (the tunnel slices), all through :func:`add_plane`; a plane
@@ -21,6 +22,9 @@ OUT = {
     "track": DIR + "/track.parquet",
     "png": FIG + ".png",
     "pdf": FIG + ".pdf",
+    "html": FIG + ".html",  # interactive 3-D surface (plotly, self-contained)
+    "vts": FIG + ".vts",    # the grid for ParaView (VTK structured grid)
+    "vtp": FIG + ".vtp",    # its points and curves for ParaView (VTK poly data)
     "gif": FIG + "-training.gif",
     "mp4": FIG + "-training.mp4",
 }
@@ -65,7 +69,7 @@ def add_plane(plan: Plan, exp: Experiment, name: str, kind: str, inputs: dict, s
             for i in range(n):
                 plan.add_job("plane_tile", k + (i, j), tile=plan.path(OUT["tile"], i=i, j=j, **f))
         plan.add_job("plane_gather", k, grid=plan.path(OUT["grid"], **f))
-    plan.add_job("plot_plane", k, png=plan.path(OUT["png"], **f), pdf=plan.path(OUT["pdf"], **f))
+    plan.add_job("plot_plane", k, **{n: plan.path(OUT[n], **f) for n in ("png", "pdf", "html", "vts", "vtp")})
     if kind == "curve":
         plan.add_job("curve_track", k, track=plan.path(OUT["track"], **f))
         anim = {"gif": plan.path(OUT["gif"], **f)}
