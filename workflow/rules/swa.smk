@@ -1,7 +1,8 @@
 # Stage: SWA against snapshot ensembles over learning rates (paper section 4.5, Figure 6).
 # Library: src/losslab/swa.py. From the trained endpoint `swa.start_setting` / seed, training
 # continues with each learning rate in `swa.lrs` and each schedule in `swa.schedules`, one
-# snapshot every `swa.snapshot_every` epochs. One job per run (the plan, src/losslab/plan/swa.py):
+# snapshot every `swa.snapshot_every` epochs. One job per endpoint seed runs all of that seed's
+# (schedule, lr) runs (the plan, src/losslab/plan/swa.py), one start-up for all of them:
 # results/{dataset}/{model}/swa/{schedule}/lr{lr}/seed{seed}/{snapshots.pt,points,lines,summary}.
 from losslab.plan import swa as SW
 
@@ -11,24 +12,23 @@ SWA = config["swa"]
 rule swa_run:
     input:
         code=lib("job", "data", "models", "flat", "train", "swa"),
-        start=lambda wc: SW.run_of(PLAN, wc)["start"],
+        start=lambda wc: SW.seed_runs(PLAN, wc)[0]["start"],
     output:
-        snapshots=out(SW.OUT["snapshots"]),
-        points=out(SW.OUT["points"]),
-        lines=out(SW.OUT["lines"]),
-        summary=out(SW.OUT["summary"]),
+        snapshots=[out(t) for t in SW.run_outputs(PLAN, "snapshots")],
+        points=[out(t) for t in SW.run_outputs(PLAN, "points")],
+        lines=[out(t) for t in SW.run_outputs(PLAN, "lines")],
+        summary=[out(t) for t in SW.run_outputs(PLAN, "summary")],
     params:
-        swa=lambda wc: {**{k: SWA[k] for k in SW.SWA_KEYS}, "lr": SW.run_of(PLAN, wc)["lr"],
-                        "schedule": SW.run_of(PLAN, wc)["schedule"], "start_setting": SWA["start_setting"]},
-        seed=lambda wc: SW.run_of(PLAN, wc)["seed"],
+        swa={**{k: SWA[k] for k in SW.SWA_KEYS}, "start_setting": SWA["start_setting"]},
+        runs=lambda wc: [{k: r[k] for k in ("id", "schedule", "lr")} for r in SW.seed_runs(PLAN, wc)],
         spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, SWA["start_setting"]),
     log:
-        "logs/{dataset}/{model}/swa/{run}.log",
+        "logs/{dataset}/{model}/swa/seed{seed}.log",
     benchmark:
-        "logs/benchmarks/swa_run/{dataset}/{model}/swa/{run}.tsv"
+        "logs/benchmarks/swa_run/{dataset}/{model}/swa/seed{seed}.tsv"
     threads: config["compute"]["threads"]
     resources:
-        **gpu_resources(runtime=60, mem_mb=4000),
+        **gpu_resources(runtime=120, mem_mb=4000),
     conda:
         "../../environment.yml"
     script:

@@ -16,6 +16,7 @@ OUT = {
     "fig": "{dataset}/{model}/figures/{name}.{ext}",
 }
 FIGURES = ("swa_accuracy", "swa_lines")
+RUN_FILES = ("snapshots", "points", "lines", "summary")
 
 
 def plan_swa(plan: Plan) -> None:
@@ -39,15 +40,17 @@ def plan_swa(plan: Plan) -> None:
     if exp.networks[s["start_setting"]]["bn_min_values"] == 1:
         check_bn_batch(exp, s["batch_size"], "swa.batch_size")
     runs = {}
-    for schedule in s["schedules"]:
-        for lab, (_, lr) in labels.items():
-            for seed in s["seeds"]:
-                rid = f"{schedule}/lr{lab}/seed{seed}"
-                runs[rid] = {"schedule": schedule, "lr": float(lr), "seed": seed,
-                             "start": plan.need_endpoint(exp, s["start_setting"], seed, "swa.seeds")}
-                f = dict(dataset=exp.dataset, model=exp.model, run=rid)
-                plan.add_job("swa_run", exp.key + (rid,), **{k: plan.path(OUT[k], **f)
-                                                             for k in ("snapshots", "points", "lines", "summary")})
+    for seed in s["seeds"]:
+        start = plan.need_endpoint(exp, s["start_setting"], seed, "swa.seeds")
+        mine = [f"{schedule}/lr{lab}/seed{seed}" for schedule in s["schedules"] for lab in labels]
+        for schedule in s["schedules"]:
+            for lab, (_, lr) in labels.items():
+                runs[f"{schedule}/lr{lab}/seed{seed}"] = {"schedule": schedule, "lr": float(lr), "seed": seed,
+                                                           "start": start}
+        # one job per seed runs every (schedule, lr) from that endpoint: one start-up instead of many
+        plan.add_job("swa_run", exp.key + (f"seed{seed}",),
+                     **{k: [plan.path(OUT[k], dataset=exp.dataset, model=exp.model, run=r) for r in mine]
+                        for k in RUN_FILES})
     plan.stages["swa"] = {exp.key: runs}
     ids = dict(dataset=exp.dataset, model=exp.model)
     plan.add_job("swa_summary", exp.key, summary=plan.path(OUT["all_summary"], **ids),
@@ -60,8 +63,23 @@ def runs(plan: Plan, dataset: str, model: str) -> dict:
     return plan.stages["swa"][(dataset, model)]
 
 
-def run_of(plan: Plan, wc) -> dict:
-    return runs(plan, wc.dataset, wc.model)[wc.run]
+def grid(plan: Plan) -> list[str]:
+    """``{schedule}/lr{lr}`` of every run, the same for every seed (``["none"]`` when SWA is off,
+    so that the rule's outputs are never empty)."""
+    exp = plan.main_experiment
+    found = plan.stages.get("swa", {}).get(exp.key, {})
+    return sorted({rid.rsplit("/", 1)[0] for rid in found}) or ["none"]
+
+
+def run_outputs(plan: Plan, name: str) -> list[str]:
+    """Output templates (wildcards dataset, model, seed) of one seed's runs, file ``name``."""
+    return [OUT[name].replace("{run}", f"{g}/seed{{seed}}") for g in grid(plan)]
+
+
+def seed_runs(plan: Plan, wc) -> list[dict]:
+    """The runs of seed ``wc.seed``, in the order of :func:`run_outputs`."""
+    found = runs(plan, wc.dataset, wc.model)
+    return [{"id": f"{g}/seed{wc.seed}", **found[f"{g}/seed{wc.seed}"]} for g in grid(plan)]
 
 
 def tables(plan: Plan, wc) -> dict:
