@@ -345,3 +345,28 @@ def test_the_run_plan_aligns_a_transformer_and_refuses_a_layer_without_a_rule(us
     msg = refused(USER, {"model": {"name": "lrn.py:build"}})
     for w in ["align.setting = 'default'", "LocalResponseNorm", "no permutation rule", "align.enabled: false"]:
         assert w in msg, msg
+
+
+# ----- REPAIR ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["transformer", "gn4", "ln"])
+def test_repair_sets_layer_and_norm_statistics_to_the_interpolated_targets(kind):
+    if kind == "transformer":
+        a, b, shape = _transformer("manual", (1, 8, 8), seed=0), _transformer("manual", (1, 8, 8), seed=1), (1, 8, 8)
+    else:
+        torch.manual_seed(0)
+        a = _randomise_norms(NormNet(kind), 0)
+        torch.manual_seed(1)
+        b, shape = _randomise_norms(NormNet(kind), 1), (1, 6, 6)
+    fa, fb = FlatModel(a), FlatModel(b)
+    x = _x(shape, 64, seed=3)
+    spec = align.permutation_spec(a, x[:4])
+    va = fa.flatten()
+    vb = align.permute(spec, fa, fb.flatten(), None, align.weight_matching(spec, fa, va, fb.flatten()).perms)[0]
+    fix = align.Repair(spec, fa, va, vb, x)
+    assert any(isinstance(a.get_submodule(n), (nn.LayerNorm, nn.GroupNorm)) for n in spec.repair_layers)
+    assert "LayerNorm/GroupNorm outputs" in fix.policy
+    repaired = fix(align.interpolate(va, vb, 0.4), 0.4)
+    after = align.unit_statistics(spec, fa, repaired, x)
+    for layer, (mean, std) in fix.targets(0.4).items():
+        assert torch.allclose(after[layer][0], mean, atol=1e-4 * float(std.max()))
+        assert torch.allclose(after[layer][1], std, rtol=1e-4)

@@ -5,22 +5,30 @@ independently trained networks may therefore be far apart in weight space only b
 units are listed in different orders. This module finds the orders that bring network B onto
 network A and evaluates the straight line between A and the aligned B.
 
-**Permutation specs are derived, not written.** :func:`permutation_spec` traces the module with
-``torch.fx`` and follows every value through the graph. Each Linear/Conv output starts a
-hidden-unit *group*; the group collects the layer's weight rows and bias, the BatchNorm weight,
-bias and running statistics that act on those channels, and the input columns of every next
-layer that reads them. Per-channel operations (activations, dropout, identity, max/avg/adaptive
-pooling, reshapes that keep the channel axis, reductions over spatial axes) pass a group through,
-and so does a depthwise convolution, whose weights and bias join the group;
-a flatten of ``C x H x W`` features turns the channel permutation into blocks of ``H*W``
-features; element-wise sums and products (residual additions) tie their operands into one group.
+**Permutation specs are derived, not written.** :func:`permutation_spec` captures the module's
+graph (``torch.fx`` symbolic tracing; failing that, tracing on the example input, which specialises
+Python control flow on shapes and refuses control flow on data, naming the line) and follows every
+value through it, axis by axis. Each Linear/Conv/Embedding output starts a hidden-unit *group*; the
+group collects the layer's weight rows and bias, the normalisation parameters and running statistics
+that act on those units, and the input columns of every next layer that reads them. Per-unit
+operations (activations, dropout, pooling, reductions and softmax over other axes, reshapes and
+transposes that move the unit axis as a whole) pass a group through, and so does a depthwise
+convolution, whose weights and bias join the group; a flatten of ``C x H x W`` features turns the
+channel permutation into blocks of ``H*W`` features; element-wise sums and products (residual
+additions, position embeddings) tie their operands into one group. LayerNorm, GroupNorm,
+InstanceNorm and BatchNorm move their parameters with the units. Attention (``nn.MultiheadAttention``,
+or written from Linear layers with ``view``/``transpose``/``matmul``/``softmax`` or
+``F.scaled_dot_product_attention``) gives a group of *blocks* (heads) with *parts* (query/key dims,
+value/output dims); GroupNorm with ``1 < g < C`` groups cuts its group into ``g`` blocks. Only
+permutations that map blocks to blocks and parts to themselves are used (:class:`Group`).
 Whatever reaches the network output is never permuted, so the output layer keeps its order.
 
-An operation the walk does not know (a concatenation, a reshape that moves the channel axis, a
-layer norm, a grouped convolution, ...) is allowed only where the channels it touches are not
-permuted anyway (on the input, or after the output layer); anywhere else the spec is refused
-with a ``ValueError`` naming the node and the reason, as is a module called twice, a parameter
-shared by two modules and a module that cannot be traced. Nothing is aligned silently wrong.
+An operation without a rule (a concatenation or split of a hidden axis, a reshape that strides the
+units, a grouped convolution, a layer such as ``nn.LocalResponseNorm``, ...) is allowed only where
+the units it touches are not permuted anyway (on the input, or after the output layer); anywhere
+else the spec is refused with a ``ValueError`` naming the node, the operation and the reason, as is
+a module called twice, a parameter shared by two modules and a module that cannot be captured.
+Nothing is aligned silently wrong.
 
 **Conventions.** A permutation is a 1-D ``LongTensor`` ``p`` per group (a dict keyed by group
 name); unit ``i`` of the aligned B is unit ``p[i]`` of B. BatchNorm running statistics are
@@ -46,18 +54,22 @@ aligned pair with REPAIR (Jordan et al.), with BatchNorm statistics recomputed a
 (the losslab policy). It returns long-format rows; :func:`barriers` summarises them.
 
 **REPAIR** (:class:`Repair`) corrects the variance collapse of interpolated networks: for each
-hidden Linear/Conv layer, the per-channel mean and standard deviation of its output
-(pre-activation) in the interpolated network are set to the interpolation of the two endpoints'
-values, measured on a fixed data subset, layer after layer in graph order. The correction
+hidden Linear/Conv layer, the per-unit mean and standard deviation of its output
+(pre-activation; units on axis 1 for convolutions, on the last axis for Linear layers) in the
+interpolated network are set to the interpolation of the two endpoints' values, measured on a fixed
+data subset, layer after layer in graph order. The correction
 ``y -> (y - mean) * target_std / std + target_mean`` is folded into the layer's weight and bias,
-so the result is again a flat vector. For a layer whose output goes straight into a BatchNorm,
-this rescaling is undone by the BatchNorm once its statistics are recomputed, and the recompute
-alone gives each BatchNorm output channel the mean ``beta_alpha`` and standard deviation
-``|gamma_alpha|`` of the interpolated affine parameters: the interpolated endpoint values (the
-mean exactly, the standard deviation whenever ``gamma`` has one sign at both ends). So in
-BatchNorm networks REPAIR reduces to the BatchNorm reset that every losslab evaluation already
-does; those layers are not rescaled, and a network whose every hidden layer feeds a BatchNorm
-gets identical ``aligned`` and ``aligned+repair`` lines.
+so the result is again a flat vector. For a layer whose output goes straight into a BatchNorm or
+an InstanceNorm, this rescaling is undone by the normalisation, which by itself gives each output
+channel the mean ``beta_alpha`` and standard deviation ``|gamma_alpha|`` of the interpolated affine
+parameters: the interpolated endpoint values (the mean exactly, the standard deviation whenever
+``gamma`` has one sign at both ends). So in BatchNorm networks REPAIR reduces to the BatchNorm
+reset that every losslab evaluation already does; those layers are not rescaled, and a network
+whose every hidden layer feeds a BatchNorm gets identical ``aligned`` and ``aligned+repair`` lines.
+LayerNorm and GroupNorm with fewer groups than channels normalise each sample over several units,
+which neither undoes a per-unit rescaling nor resets the units' statistics over the data: there the
+layers before them are corrected as usual, and the normalisation's outputs are corrected too
+(per-unit statistics over samples and positions, folded into its affine parameters).
 """
 from __future__ import annotations
 
