@@ -210,6 +210,34 @@ def test_scaled_dot_product_attention_with_a_class_token():
     assert align.Axis("cls", 2) in names["embed"].axes and names["q"].layout == (2, (4, 4))
 
 
+class FusedQKV(nn.Module):
+    """One Linear for query, key and value, cut by ``chunk``; a gated MLP cut by ``split``."""
+
+    def __init__(self, d=8, heads=2):
+        super().__init__()
+        self.heads = heads
+        self.embed, self.qkv, self.o = nn.Linear(4, d), nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.gate, self.down, self.head = nn.Linear(d, 2 * 6), nn.Linear(6, d), nn.Linear(d, 3)
+
+    def forward(self, x):
+        t = self.embed(x)
+        b, n, d = t.shape
+        q, k, v = (z.view(b, n, self.heads, -1).transpose(1, 2) for z in self.qkv(t).chunk(3, dim=-1))
+        t = t + self.o(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+        a, g = torch.split(self.gate(t), 6, dim=-1)
+        t = t + self.down(a * F.silu(g))
+        return self.head(t.mean(1))
+
+
+def test_fused_projections_cut_by_chunk_or_split():
+    torch.manual_seed(0)
+    spec = check_exact(FusedQKV(), _x((5, 4), 16))
+    names = {g.name: g for g in spec.groups}
+    assert names["qkv[0:8]"].layout == (2, (4, 4))  # the query piece leads the attention group
+    assert align.Axis("qkv.weight", 0, 1, False, 8, names["qkv[0:8]"].axes[0].units) in names["qkv[0:8]"].axes
+    assert names["gate[0:6]"].size == 6  # the two halves of the gated MLP are one group
+
+
 # ----- built-ins, the example model, randomly composed networks --------------------------------
 @pytest.mark.parametrize("name,opts,bn,shape", [
     ("simplecnn", {}, False, (1, 8, 8)), ("mlp", {"hidden": 12}, True, (1, 8, 8)), ("resnet20", {}, True, (1, 8, 8)),
@@ -299,14 +327,17 @@ class Gate(nn.Module):
         return h
 
 
-class FusedQKV(nn.Module):
+class FusedReshape(nn.Module):
+    """A fused query/key/value projection cut by a reshape into (3, heads, dims): not followed."""
+
     def __init__(self):
         super().__init__()
         self.qkv, self.o = nn.Linear(4, 12), nn.Linear(4, 2)
 
     def forward(self, x):
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
-        return self.o(torch.softmax(q @ k.transpose(-2, -1), -1) @ v).mean(1)
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, 2, 2).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.o((torch.softmax(q @ k.transpose(-2, -1), -1) @ v).transpose(1, 2).flatten(2)).mean(1)
 
 
 class NoRule(nn.Module):
@@ -321,7 +352,7 @@ class NoRule(nn.Module):
 @pytest.mark.parametrize("cls,shape,words", [
     (DataBranch, (4,), ["control flow depends on tensor values", "test_align_arch.py:", "h.mean() > 0",
                         "(in 'inner')"]),
-    (FusedQKV, (3, 4), ["'chunk'", "splits an axis of hidden units", "nn.MultiheadAttention", "group 'qkv'"]),
+    (FusedReshape, (3, 4), ["'reshape'", "moves or splits the unit axis", "group 'qkv'"]),
     (NoRule, (1, 6, 6), ["'lrn'", "module 'lrn' (LocalResponseNorm): no permutation rule for this layer",
                          "reads the hidden units of group 'conv'"]),
 ])

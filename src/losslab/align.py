@@ -23,8 +23,11 @@ value/output dims); GroupNorm with ``1 < g < C`` groups cuts its group into ``g`
 permutations that map blocks to blocks and parts to themselves are used (:class:`Group`).
 Whatever reaches the network output is never permuted, so the output layer keeps its order.
 
-An operation without a rule (a concatenation or split of a hidden axis, a reshape that strides the
-units, a grouped convolution, a layer such as ``nn.LocalResponseNorm``, ...) is allowed only where
+``chunk``/``split`` of a layer's output units (a fused query/key/value projection, a gated MLP) makes
+each piece a group of its own, with the layer's rows cut among them.
+
+An operation without a rule (a concatenation of hidden axes, a reshape that strides the units or
+cuts a fused projection into ``(3, heads, dims)``, a grouped convolution, a layer such as ``nn.LocalResponseNorm``, ...) is allowed only where
 the units it touches are not permuted anyway (on the input, or after the output layer); anywhere
 else the spec is refused with a ``ValueError`` naming the node, the operation and the reason, as is
 a module called twice, a parameter shared by two modules and a module that cannot be captured.
@@ -191,6 +194,7 @@ class Tap:
     block: int = 1
     units: tuple[int, ...] | None = None
     proj: tuple | None = None
+    start: int = 0  # the units start at this entry of axis ``dim`` (one piece of a split output)
 
 
 @dataclass(frozen=True)
@@ -422,9 +426,9 @@ class _ShapeTracer(fx.Tracer):
         return bool(self.values[obj.node])
 
     def iter(self, obj: fx.Proxy):
-        value = self.values[obj.node]
-        if self.data[obj.node] and not torch.is_tensor(value):
-            raise _DataDependent(self._where("iteration over a value computed from tensor data"))
+        value = self.values[obj.node]  # a tuple of tensors or a tensor: its length is a shape, not data
+        if not isinstance(value, (tuple, list, torch.Size)) and not torch.is_tensor(value):
+            raise _DataDependent(self._where(f"iteration over a {type(value).__name__}"))
         return iter([obj[i] for i in range(len(value))])
 
 
@@ -519,6 +523,7 @@ class _Walk:
         self.sources: dict[int, list[Tap]] = defaultdict(list)
         self.structure: list[tuple[int, int, str]] = []  # (gid, blocks, node)
         self.ties: list[tuple[int, int]] = []  # head ties
+        self.pieces: dict[int, list[tuple[int, int]]] = {}  # a split group -> its pieces (group, first unit)
         self.state: dict[str, object] = {}
         self.unknown: list[tuple[str, str, list[int]]] = []  # (node, what, groups it touches)
         self.layers: list[tuple[fx.Node, int, int, str]] = []  # (node, group, unit dim, kind)
@@ -561,7 +566,11 @@ class _Walk:
         if ra != rb:
             if ra != _FIXED and self.size[ra] != self.size[rb]:
                 raise _Opaque(f"ties groups of {self.size[ra]} and {self.size[rb]} units")
+            if ra != _FIXED and (ra in self.pieces or rb in self.pieces):
+                raise _Opaque("uses a split layer output whole as well")
             self.parent[rb] = ra
+            for c, _ in self.pieces.get(rb, ()):
+                self.union(c, _FIXED)
             self.is_layer[ra] = self.is_layer[ra] or self.is_layer[rb]
 
     def live(self, t: _T) -> bool:
@@ -1125,16 +1134,40 @@ class _Walk:
         name = node.target if isinstance(node.target, str) else node.target.__name__
         default = 0
         dim = _arg(node, 1 if name == "unbind" else 2, "dim", default) % len(shape)
-        if self.live(s[dim]):
-            raise _Opaque("splits an axis of hidden units (use separate layers, or nn.MultiheadAttention, "
-                          "instead of one fused projection)")
         shapes = self.shapes.get(node.name) or []
+        if self.live(s[dim]):
+            return self.split_units(s, dim, [sh[dim] for sh in shapes], name)
         if name == "unbind":
             return _Multi(tuple(t for i, t in enumerate(s) if i != dim) for _ in shapes)
         return _Multi(tuple(_F0 if i == dim else t for i, t in enumerate(s)) for _ in shapes)
 
+    def split_units(self, s: tuple, dim: int, sizes: list[int], name: str) -> _Multi:
+        """``chunk``/``split`` of a layer's output units (a fused query/key/value projection, a
+        gated MLP): each piece becomes a group of its own, and the layer's rows are cut with it."""
+        t = s[dim]
+        root = self.find(t.gid)
+        if name == "unbind" or t.kind != "f" or t.block != 1:
+            raise _Opaque("splits an axis of hidden units into single entries or out of blocks")
+        if root in self.pieces:
+            if [self.size[c] for c, _ in self.pieces[root]] != sizes:
+                raise _Opaque("splits one layer output in two different ways")
+        else:
+            if any(self.find(g) == root for g in range(1, len(self.parent)) if g != root):
+                raise _Opaque("splits units that are tied to other units (split the layer output itself)")
+            kids, off = [], 0
+            for n in sizes:
+                kids.append((self.new_group(f"{self.names[root]}[{off}:{off + n}]", n), off))
+                off += n
+            self.pieces[root] = kids
+        return _Multi(tuple(_T("f", c) if i == dim else u for i, u in enumerate(s)) for c, _ in self.pieces[root])
+
     # ----- results -------------------------------------------------------------------------
     def finish(self, state: dict) -> PermutationSpec:
+        for root, kids in self.pieces.items():  # a split group's parameters are cut among its pieces
+            for c, off in kids:
+                self.axes[c] += [(n, ax, blk, buf, start + off * blk) for n, ax, blk, buf, start in self.axes[root]]
+                self.sources[c] += [Tap(tp.node, tp.dim, tp.block, None, tp.proj, tp.start + off * tp.block)
+                                    for tp in self.taps[root] + self.sources[root]]
         for name, what, touched in self.unknown:
             live = [self.find(g) for g in touched if self.find(g) != _FIXED]
             if live:
@@ -1156,7 +1189,7 @@ class _Walk:
                     changed = True
         members: dict[int, list[int]] = defaultdict(list)
         for g in range(1, len(self.parent)):
-            if self.find(g) != _FIXED:
+            if self.find(g) != _FIXED and g not in self.pieces:
                 members[self.find(g)].append(g)
         blocks: dict[int, int] = {}
         for gid, n, node in self.structure:
@@ -1203,7 +1236,7 @@ class _Walk:
                     axes += [Axis(n, ax, blk, buf, start, units) for n, ax, blk, buf, start in self.axes[g]]
                 for g in members[r]:
                     for tp in (self.taps[g] or self.sources[g]):
-                        taps.append(Tap(tp.node, tp.dim, tp.block, units, tp.proj))
+                        taps.append(Tap(tp.node, tp.dim, tp.block, units, tp.proj, tp.start))
             name = self.names[top]
             for a in axes:
                 n_units = len(a.units) if a.units is not None else h * bs
@@ -1492,14 +1525,14 @@ def _units(value: torch.Tensor, dim: int, n: int, block: int) -> torch.Tensor:
     return v.reshape(-1, n).double()
 
 
-def _tap_value(net: "_Network", values: dict, tap: Tap) -> torch.Tensor:
+def _tap_value(net: "_Network", values: dict, tap: Tap, n: int) -> torch.Tensor:
     v = values[tap.node]
     if tap.proj is not None:
         w_name, b_name, start, rows = tap.proj
         w = net.module.get_parameter(w_name)[start: start + rows]
         b = net.module.get_parameter(b_name)[start: start + rows] if b_name else None
         v = F.linear(v, w, b)
-    return v
+    return v.narrow(tap.dim, tap.start, n * tap.block)
 
 
 class _Correlation:
@@ -1547,8 +1580,8 @@ def activation_matching(spec: PermutationSpec, fm: FlatModel, vec_a: torch.Tenso
             for g in spec.groups:
                 for t in g.taps:
                     n = len(t.units) if t.units is not None else g.size
-                    corr[(g.name, t.units)].add(_units(_tap_value(net_a, va, t), t.dim, n, t.block),
-                                                _units(_tap_value(net_b, vb, t), t.dim, n, t.block))
+                    corr[(g.name, t.units)].add(_units(_tap_value(net_a, va, t, n), t.dim, n, t.block),
+                                                _units(_tap_value(net_b, vb, t, n), t.dim, n, t.block))
     perms, before, after = spec.identity(), [], []
     for g in spec.groups:
         keys = [k for k in corr if k[0] == g.name]
