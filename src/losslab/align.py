@@ -1168,8 +1168,8 @@ class _Walk:
                 self.axes[c] += [(n, ax, blk, buf, start + off * blk) for n, ax, blk, buf, start in self.axes[root]]
                 self.sources[c] += [Tap(tp.node, tp.dim, tp.block, None, tp.proj, tp.start + off * tp.block)
                                     for tp in self.taps[root] + self.sources[root]]
-        for name, what, touched in self.unknown:
-            live = [self.find(g) for g in touched if self.find(g) != _FIXED]
+        for name, what, touched in self.unknown:  # (parameters that never meet a layer stay in place)
+            live = [self.find(g) for g in touched if self.find(g) != _FIXED and self.is_layer[self.find(g)]]
             if live:
                 raise _refuse(name, f"{what}; it reads the hidden units of group {self.names[live[0]]!r} and is not "
                                     "known to pass a permutation of them through unchanged")
