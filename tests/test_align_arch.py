@@ -365,8 +365,9 @@ def test_what_cannot_be_followed_is_refused_with_the_layer_and_the_reason(cls, s
 
 
 def test_the_run_plan_aligns_a_transformer_and_refuses_a_layer_without_a_rule(user_files):
+    off = {k: {"enabled": False} for k in ("curves", "planes", "wedge", "connectors", "tunnels", "swa", "ensembles")}
     plan = plan_of({"model": {"name": "transformer", "options": {"dim": 8, "heads": 2, "depth": 1}},
-                    "align": {"width": {"widths": [0.5, 1.0]}}, "connectors": {"d": None}})
+                    "align": {"width": {"widths": [0.5, 1.0]}, "instability": {"enabled": False}}, **off})
     assert sum(j.rule == "align_width" for j in plan.jobs.values()) == 2
     (user_files / "lrn.py").write_text(
         "from torch import nn\n"

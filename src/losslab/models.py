@@ -250,7 +250,8 @@ class Transformer(nn.Module):
         e = heads * max(1, round(dim * width / heads))
         conv = nn.Conv2d if len(shape) == 3 else nn.Conv1d
         self.embed = conv(shape[0], e, p, stride=p)
-        self.pos = nn.Parameter(0.02 * torch.randn(1, math.prod(n // p for n in sizes), e))
+        self.pos = nn.Parameter(torch.zeros(1, math.prod(n // p for n in sizes), e))
+        nn.init.uniform_(self.pos, -0.03, 0.03)  # (normal_ on the meta device imports torch._dynamo: seconds)
         self.blocks = nn.Sequential(*[TransformerBlock(e, heads, max(1, round(e * mlp_ratio)), dropout, attention)
                                       for _ in range(depth)])
         self.norm = nn.LayerNorm(e)
