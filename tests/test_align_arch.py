@@ -238,6 +238,18 @@ def test_fused_projections_cut_by_chunk_or_split():
     assert names["gate[0:6]"].size == 6  # the two halves of the gated MLP are one group
 
 
+def test_torchvision_vision_transformer():
+    import torchvision
+
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=8, patch_size=2, num_layers=2, num_heads=2, hidden_dim=8,
+                                               mlp_dim=16, num_classes=3)
+    nn.init.normal_(vit.heads.head.weight)  # (zero at initialisation: every weight setting would look alike)
+    spec = check_exact(_randomise_norms(vit), _x((3, 8, 8), 16))
+    assert [g.layout for g in spec.groups] == [(1, (8,)), (2, (4, 4)), (1, (16,)), (2, (4, 4)), (1, (16,))]
+    assert align.Axis("class_token", 2) in spec.groups[0].axes
+
+
 # ----- built-ins, the example model, randomly composed networks --------------------------------
 @pytest.mark.parametrize("name,opts,bn,shape", [
     ("simplecnn", {}, False, (1, 8, 8)), ("mlp", {"hidden": 12}, True, (1, 8, 8)), ("resnet20", {}, True, (1, 8, 8)),
