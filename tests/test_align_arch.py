@@ -414,3 +414,20 @@ def test_repair_sets_layer_and_norm_statistics_to_the_interpolated_targets(kind)
     for layer, (mean, std) in fix.targets(0.4).items():
         assert torch.allclose(after[layer][0], mean, atol=1e-4 * float(std.max()))
         assert torch.allclose(after[layer][1], std, rtol=1e-4)
+
+
+@pytest.mark.parametrize("attention", ["mha", "manual"])
+def test_transformer_has_hessian_vector_products(attention):
+    """The short-directions probes differentiate twice (forward over reverse): the transformer's
+    attention must not go through CPU flash attention, which forward-mode AD cannot do."""
+    from torch.func import grad, jvp
+
+    m = _transformer(attention, (1, 8, 8))
+    fm, x, y = FlatModel(m), _x((1, 8, 8), 8), torch.arange(8) % 3
+    vec = fm.flatten()
+    loss = lambda v: F.cross_entropy(fm.forward(v, x), y)  # noqa: E731
+    v = torch.randn(vec.shape, generator=torch.Generator().manual_seed(0))
+    hv = jvp(grad(loss), (vec,), (v,))[1]
+    eps = 1e-3  # against a finite difference of gradients
+    fd = (torch.func.grad(loss)(vec + eps * v) - torch.func.grad(loss)(vec - eps * v)) / (2 * eps)
+    assert torch.allclose(hv, fd, rtol=1e-2, atol=1e-3 * float(fd.abs().max()))

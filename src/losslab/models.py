@@ -197,14 +197,19 @@ class SelfAttention(nn.Module):
 
 
 class MHA(nn.Module):
-    """``nn.MultiheadAttention`` as self-attention on ``[batch, tokens, features]``."""
+    """``nn.MultiheadAttention`` as self-attention on ``[batch, tokens, features]``.
+
+    It is called with ``need_weights=True`` (weights dropped): that path computes the attention
+    with ``bmm`` and ``softmax``, which forward-mode AD can differentiate (the Hessian-vector
+    products of the short-directions probes); ``need_weights=False`` goes through CPU flash
+    attention, which it cannot (torch 2.x)."""
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0):
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
 
     def forward(self, x):
-        return self.attn(x, x, x, need_weights=False)[0]
+        return self.attn(x, x, x, need_weights=True)[0]
 
 
 class TransformerBlock(nn.Module):
