@@ -229,6 +229,39 @@ class FusedQKV(nn.Module):
         return self.head(t.mean(1))
 
 
+class FusedReshape(nn.Module):
+    """A fused query/key/value projection cut by a reshape into (3, heads, dims), as timm does."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv, self.o = nn.Linear(4, 12), nn.Linear(4, 2)
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, 2, 2).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.o((torch.softmax(q @ k.transpose(-2, -1), -1) @ v).transpose(1, 2).flatten(2)).mean(1)
+
+
+def test_fused_projection_cut_by_reshape_into_pieces_heads_and_dims():
+    torch.manual_seed(0)
+    spec = check_exact(FusedReshape(), _x((5, 4), 16))
+    assert [(g.name, g.layout) for g in spec.groups] == [("qkv[0:4]", (2, (2, 2)))]
+
+
+class Stacked(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(4, 6), nn.Linear(4, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.head(torch.stack([torch.relu(self.a(x)), torch.tanh(self.b(x))], dim=1).sum(1))
+
+
+def test_stack_ties_its_operands():
+    torch.manual_seed(0)
+    assert [(g.name, g.size) for g in check_exact(Stacked(), _x((4,), 16)).groups] == [("a", 6)]
+
+
 def test_fused_projections_cut_by_chunk_or_split():
     torch.manual_seed(0)
     spec = check_exact(FusedQKV(), _x((5, 4), 16))
@@ -339,19 +372,6 @@ class Gate(nn.Module):
         return h
 
 
-class FusedReshape(nn.Module):
-    """A fused query/key/value projection cut by a reshape into (3, heads, dims): not followed."""
-
-    def __init__(self):
-        super().__init__()
-        self.qkv, self.o = nn.Linear(4, 12), nn.Linear(4, 2)
-
-    def forward(self, x):
-        b, n, _ = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, 2, 2).permute(2, 0, 3, 1, 4).unbind(0)
-        return self.o((torch.softmax(q @ k.transpose(-2, -1), -1) @ v).transpose(1, 2).flatten(2)).mean(1)
-
-
 class NoRule(nn.Module):
     def __init__(self):
         super().__init__()
@@ -364,7 +384,6 @@ class NoRule(nn.Module):
 @pytest.mark.parametrize("cls,shape,words", [
     (DataBranch, (4,), ["control flow depends on tensor values", "test_align_arch.py:", "h.mean() > 0",
                         "(in 'inner')"]),
-    (FusedReshape, (3, 4), ["'reshape'", "moves or splits the unit axis", "group 'qkv'"]),
     (NoRule, (1, 6, 6), ["'lrn'", "module 'lrn' (LocalResponseNorm): no permutation rule for this layer",
                          "reads the hidden units of group 'conv'"]),
 ])

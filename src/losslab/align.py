@@ -23,11 +23,12 @@ value/output dims); GroupNorm with ``1 < g < C`` groups cuts its group into ``g`
 permutations that map blocks to blocks and parts to themselves are used (:class:`Group`).
 Whatever reaches the network output is never permuted, so the output layer keeps its order.
 
-``chunk``/``split`` of a layer's output units (a fused query/key/value projection, a gated MLP) makes
+``chunk``/``split`` of a layer's output units (a fused query/key/value projection, a gated MLP), or a
+reshape into ``(pieces, heads, dims)`` whose pieces are then picked (``unbind``, indexing), makes
 each piece a group of its own, with the layer's rows cut among them.
 
-An operation without a rule (a concatenation of hidden axes, a reshape that strides the units or
-cuts a fused projection into ``(3, heads, dims)``, a grouped convolution, a layer such as ``nn.LocalResponseNorm``, ...) is allowed only where
+An operation without a rule (a concatenation of hidden axes, a reshape that strides the units, a
+grouped convolution, a layer such as ``nn.LocalResponseNorm``, ...) is allowed only where
 the units it touches are not permuted anyway (on the input, or after the output layer); anywhere
 else the spec is refused with a ``ValueError`` naming the node, the operation and the reason, as is
 a module called twice, a parameter shared by two modules and a module that cannot be captured.
@@ -959,6 +960,12 @@ class _Walk:
                 t = tags[0]
                 self.structure.append((t.gid, s_out[go[0]], node.name))
                 out[go[0]], out[go[1]] = _T("h", t.gid), _T("w", t.gid)
+            elif len(gi) == 1 and tags[0].kind == "f" and tags[0].block == 1 and len(go) == 3:
+                # a fused projection cut into (pieces, heads, dims): each piece a group of heads
+                t, (k, h, d) = tags[0], (s_out[j] for j in go)
+                for c, _ in self.pieces_of(t.gid, [h * d] * k):
+                    self.structure.append((c, h, node.name))
+                out[go[0]], out[go[1]], out[go[2]] = _T("p", t.gid), _T("h", t.gid), _T("w", t.gid)
             elif (len(gi) == 1 and tags[0].kind == "f" and tags[0].block > 1
                   and s_out[go[0]] * tags[0].block == s_in[gi[0]]):
                 out[go[0]] = _T("f", tags[0].gid)
@@ -1096,6 +1103,8 @@ class _Walk:
                 out += list(s[axis: axis + n])
                 axis += n
             elif isinstance(i, int):
+                if s[axis].kind == "p":
+                    return self.getitem_piece(s, axis, i, idx)
                 if self.live(s[axis]):
                     raise _Opaque("picks one entry of an axis of hidden units")
                 axis += 1
@@ -1123,8 +1132,8 @@ class _Walk:
         if not stack and any(self.live(s[d]) for s, _ in operands):
             raise _Opaque("joining tensors offsets the channels of all but the first, so their groups cannot be "
                           "permuted independently")
-        rest = [(tuple(t for i, t in enumerate(s) if i != d), tuple(n for i, n in enumerate(h) if i != d))
-                for s, h in operands]
+        rest = operands if stack else [(tuple(t for i, t in enumerate(s) if i != d),
+                                        tuple(n for i, n in enumerate(h) if i != d)) for s, h in operands]
         out = list(self.broadcast(node, rest, tuple(n for i, n in enumerate(s_out) if i != d)))
         out.insert(d, _F0)
         return tuple(out)
@@ -1135,6 +1144,8 @@ class _Walk:
         default = 0
         dim = _arg(node, 1 if name == "unbind" else 2, "dim", default) % len(shape)
         shapes = self.shapes.get(node.name) or []
+        if s[dim].kind == "p" and name == "unbind":
+            return _Multi(self.piece(s, dim, i) for i in range(len(shapes)))
         if self.live(s[dim]):
             return self.split_units(s, dim, [sh[dim] for sh in shapes], name)
         if name == "unbind":
@@ -1145,9 +1156,25 @@ class _Walk:
         """``chunk``/``split`` of a layer's output units (a fused query/key/value projection, a
         gated MLP): each piece becomes a group of its own, and the layer's rows are cut with it."""
         t = s[dim]
-        root = self.find(t.gid)
         if name == "unbind" or t.kind != "f" or t.block != 1:
             raise _Opaque("splits an axis of hidden units into single entries or out of blocks")
+        return _Multi(tuple(_T("f", c) if i == dim else u for i, u in enumerate(s))
+                      for c, _ in self.pieces_of(t.gid, sizes))
+
+    def piece(self, s: tuple, dim: int, i: int) -> tuple:
+        """Piece ``i`` of a value whose axis ``dim`` indexes the pieces of a split group."""
+        root = s[dim].gid
+        kid = self.pieces[self.find(root)][i][0]
+        return tuple(_T(t.kind, kid, t.block) if t.gid == root and t.kind != "a" else t
+                     for j, t in enumerate(s) if j != dim)
+
+    def getitem_piece(self, s: tuple, axis: int, i: int, idx: tuple) -> tuple:
+        if len(idx) != axis + 1 or any(j != slice(None) for j in idx[:axis]):
+            raise _Opaque("indexing the pieces of a split projection together with other axes")
+        return self.piece(s, axis, i)
+
+    def pieces_of(self, gid: int, sizes: list[int]) -> list[tuple[int, int]]:
+        root = self.find(gid)
         if root in self.pieces:
             if [self.size[c] for c, _ in self.pieces[root]] != sizes:
                 raise _Opaque("splits one layer output in two different ways")
@@ -1159,7 +1186,7 @@ class _Walk:
                 kids.append((self.new_group(f"{self.names[root]}[{off}:{off + n}]", n), off))
                 off += n
             self.pieces[root] = kids
-        return _Multi(tuple(_T("f", c) if i == dim else u for i, u in enumerate(s)) for c, _ in self.pieces[root])
+        return self.pieces[root]
 
     # ----- results -------------------------------------------------------------------------
     def finish(self, state: dict) -> PermutationSpec:
