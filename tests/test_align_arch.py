@@ -84,7 +84,8 @@ def check_exact(m, x, seed=1, activation=True):
 def _norm(kind: str, c: int) -> nn.Module:
     return {"gn1": lambda: nn.GroupNorm(1, c), "gnC": lambda: nn.GroupNorm(c, c), "gn4": lambda: nn.GroupNorm(4, c),
             "in": lambda: nn.InstanceNorm2d(c, affine=True), "bn": lambda: nn.BatchNorm2d(c),
-            "ln": lambda: ChannelLast(nn.LayerNorm(c)), "none": nn.Identity}[kind]()
+            "ln": lambda: ChannelLast(nn.LayerNorm(c)), "lnchw": lambda: nn.LayerNorm([c, 6, 6]),
+            "none": nn.Identity}[kind]()
 
 
 class ChannelLast(nn.Module):
@@ -121,7 +122,7 @@ class NormNet(nn.Module):
         return self.head(self.block(F.relu(self.stem(x))).mean((2, 3)))
 
 
-@pytest.mark.parametrize("kind", ["gn1", "gnC", "gn4", "in", "ln", "bn"])
+@pytest.mark.parametrize("kind", ["gn1", "gnC", "gn4", "in", "ln", "lnchw", "bn"])
 def test_normalisation_layers_align_exactly(kind):
     torch.manual_seed(0)
     # (activation matching is left out with BatchNorm: shifted running statistics kill some ReLUs)
