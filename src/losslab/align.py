@@ -157,8 +157,9 @@ _CALL_RULES: dict = {
     F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2, F.adaptive_avg_pool3d: 3,
     F.adaptive_max_pool1d: 1, F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 3,
 }
-# Normalisations that give every channel of every sample mean beta and std |gamma| by themselves:
-# a per-channel rescaling of their input is undone, so REPAIR leaves the layers feeding them alone.
+# Normalisations that give every channel of every sample mean beta and std |gamma| by themselves
+# (and GroupNorm with one channel per group): a per-channel rescaling of their input is undone, so
+# REPAIR leaves the layers feeding them alone.
 _RESETTING_NORMS = (_BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
 
@@ -228,8 +229,9 @@ class PermutationSpec:
 
     ``repair_layers`` are the modules whose outputs REPAIR rescales, ``repair_dims`` their unit
     axes: every hidden Linear/Conv layer whose output does not go straight into a normalisation that
-    resets per-channel statistics (BatchNorm, InstanceNorm), and every LayerNorm/GroupNorm with
-    affine parameters (see the module docstring). ``graph`` is the captured ``torch.fx`` graph of
+    resets per-channel statistics (BatchNorm, InstanceNorm, GroupNorm with one channel per group), and
+    every LayerNorm over one axis and GroupNorm with fewer groups than channels, with affine parameters
+    (see the module docstring). ``graph`` is the captured ``torch.fx`` graph of
     the module, used to run it layer by layer; ``capture`` says how it was captured."""
 
     groups: tuple[Group, ...]
@@ -1279,8 +1281,11 @@ class _Walk:
                 if s1 < e0:
                     raise _refuse(pname, f"axis {axis} of {pname!r} is permuted by groups {g0!r} and {g1!r}; a "
                                          "parameter used in two places cannot be permuted for both")
+        def resets(m: nn.Module) -> bool:
+            return isinstance(m, _RESETTING_NORMS) or (isinstance(m, nn.GroupNorm) and m.num_groups == m.num_channels)
+
         reset = lambda n: bool(n.users) and all(  # noqa: E731
-            u.op == "call_module" and isinstance(self.modules[u.target], _RESETTING_NORMS) for u in n.users)
+            u.op == "call_module" and resets(self.modules[u.target]) for u in n.users)
         repair = [(n.target, d) for n, g, d, kind in self.layers
                   if self.find(g) != _FIXED and (kind == "norm" or not reset(n))]
         return PermutationSpec(tuple(groups), tuple(r for r, _ in repair), self.graph,
