@@ -51,6 +51,9 @@ permuted with their group; ``num_batches_tracked`` is not.
   a fixed data tensor, then one linear assignment per group. The activations used are the
   *inputs of the next layers that read the group* (so after BatchNorm, the nonlinearity,
   pooling and flattening); for a residual stream every block input of the stage is used, pooled.
+  Units no layer reads directly (the query/key dims of attention) are seen at the output of the
+  layer that makes them, and inside ``nn.MultiheadAttention`` through its input projections. For
+  groups of blocks and parts the assignment keeps the layout (:func:`_assign`).
 
 **Barriers after alignment.** :func:`compare_lines` evaluates the straight line
 ``(1 - alpha) A + alpha B`` for the naive pair, for each aligned pair and, as an option, for each
@@ -1595,7 +1598,8 @@ def activation_matching(spec: PermutationSpec, fm: FlatModel, vec_a: torch.Tenso
     the nonlinearity and pooling), over every sample and spatial position of ``x``, run in
     batches of ``batch_size`` with dropout off. BatchNorm networks use the given buffers (default:
     statistics recomputed on ``x``). One linear assignment per group maximises the summed
-    correlation of paired units. A group that feeds no layer keeps the identity. Units that are
+    correlation of paired units (keeping a group's blocks and parts); units no layer reads are seen
+    at the output of the layer that makes them. A group seen nowhere keeps the identity. Units that are
     constant on ``x`` (dead ReLUs) correlate with nothing and are paired arbitrarily among
     themselves; their order does not change the outputs on ``x``, but it does change the distance
     in weight space, so use data on which the units are active."""
