@@ -300,10 +300,10 @@ class ChannelSoftmax(nn.Module):
 class Transposed(nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv, self.head = nn.Conv1d(2, 3, 1), nn.Linear(3, 2)
+        self.conv, self.head = nn.Conv1d(2, 3, 1), nn.Linear(15, 2)
 
-    def forward(self, x):
-        return self.head(self.conv(x).transpose(1, 2)).mean(1)
+    def forward(self, x):  # [B, 3, 5] -> [B, 5, 3] -> [B, 15]: the channels end up strided, not in blocks
+        return self.head(self.conv(x).transpose(1, 2).flatten(1))
 
 
 class DirectRead(nn.Module):
@@ -321,7 +321,7 @@ class DirectRead(nn.Module):
     (Shared, ["'b.weight'", "same tensor as 'a.weight'"]),
     (Branchy, ["could not trace Branchy"]),
     (ChannelSoftmax, ["'softmax'", "reads the hidden units of group 'fc'"]),
-    (Transposed, ["'transpose'", "tensor method .transpose()", "group 'conv'"]),
+    (Transposed, ["'flatten'", "tensor method .flatten()", "group 'conv'"]),
     (DirectRead, ["'fc_weight'", "read directly"]),
 ])
 def test_graphs_that_cannot_be_followed_are_refused_with_the_reason(cls, words):

@@ -153,6 +153,7 @@ CASES = {  # name: (dataset, model spec or a builder of an unregistered model)
     "mlp-classification": ("digits", {"name": "mlp", "options": {"hidden": 16}}),
     "mlp-regression": ("regression1d", {"name": "mlp", "options": {"hidden": 16}}),
     "vgg_small": ("digits", {"name": "vgg_small", "width": 0.25}),
+    "transformer": ("digits", {"name": "transformer", "options": {"dim": 8, "heads": 2, "depth": 1}}),
     "custom": ("digits", _Odd),
 }
 PATHS = {  # engine paths: every lever forced on or off, and the calibrated choice
@@ -225,7 +226,8 @@ def test_engine_paths_equal_one_point_reference(datasets, case, path):
     has_conv = any(isinstance(m, torch.nn.Conv2d) for m in fm.module.modules())
     if opts.get("lower") == "on":
         assert d["channels_last"] == has_conv
-        assert bool(d["dense_layers"]) == (has_conv and case != "custom")  # 8x8 inputs: every plain conv is small
+        # 8x8 inputs: every plain conv is small (the transformer's strided patch embedding would cost > 8x its FLOPs dense)
+        assert bool(d["dense_layers"]) == (has_conv and case not in ("custom", "transformer"))
     if opts.get("lower") == "off":
         assert not d["channels_last"] and not d["dense_layers"]
     if opts.get("first_layer") in ("on", "off"):

@@ -52,6 +52,12 @@ MODEL_OPTION_TYPES: dict[str, dict[str, dict]] = {
     "resnet20": {"skip": {"type": "boolean", "description": "skip connections (default true; false as in the blog's pictures)"},
                  "blocks": {**_POSINT, "description": "basic blocks per stage (default 3)"}},
     "vgg_small": {"channels": {**_CHANNELS, "description": "channels of each conv-conv-pool block (default [32, 64, 128])"}},
+    "transformer": {"dim": {**_POSINT, "description": "token width before the width multiplier (default 32)"},
+                    "depth": {**_POSINT, "description": "encoder blocks (default 2)"},
+                    "heads": {**_POSINT, "description": "attention heads (default 4)"},
+                    "mlp_ratio": {"type": "number", "exclusiveMinimum": 0, "description": "MLP width / token width (default 2)"},
+                    "patch": {"type": "integer", "minimum": 0, "description": "patch side (images) or length (1-D signals); 0: a quarter of the smallest input side (default)"},
+                    "attention": {"type": "string", "enum": ["mha", "manual"], "description": "nn.MultiheadAttention (default mha) or attention written from four Linear layers (manual)"}},
 }
 # built-in datasets: name -> (input shape, outputs, task, train size, test size); digits has 1797
 # samples split by dataset.test_fraction (test size None)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import catalog
@@ -177,11 +178,103 @@ class VGGSmall(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention written by hand from four Linear layers, as researchers often do."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        b, t, e = x.shape
+        q = self.q(x).view(b, t, self.heads, e // self.heads).transpose(1, 2)
+        k = self.k(x).view(b, t, self.heads, e // self.heads).transpose(1, 2)
+        v = self.v(x).view(b, t, self.heads, e // self.heads).transpose(1, 2)
+        att = self.drop(torch.softmax((q @ k.transpose(-2, -1)) * (e // self.heads) ** -0.5, dim=-1))
+        return self.o((att @ v).transpose(1, 2).reshape(b, t, e))
+
+
+class MHA(nn.Module):
+    """``nn.MultiheadAttention`` as self-attention on ``[batch, tokens, features]``.
+
+    It is called with ``need_weights=True`` (weights dropped): that path computes the attention
+    with ``bmm`` and ``softmax``, which forward-mode AD can differentiate (the Hessian-vector
+    products of the short-directions probes); ``need_weights=False`` goes through CPU flash
+    attention, which it cannot (torch 2.x)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=True)[0]
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LayerNorm encoder block: x + attention(LN(x)), then x + MLP(LN(x)) with a GELU."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, dropout: float, attention: str):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = (MHA if attention == "mha" else SelfAttention)(dim, heads, dropout)
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.drop(self.fc2(self.drop(F.gelu(self.fc1(self.norm2(x))))))
+
+
+class Transformer(nn.Module):
+    """A small transformer encoder classifier for images and 1-D sequences (no BatchNorm).
+
+    Images ``C x H x W`` are cut into ``patch x patch`` patches (ViT); 1-D signals ``C x L``
+    into windows of ``patch`` steps; a flat input of ``D`` features is one channel of length
+    ``D``. Patches are embedded by a strided convolution, a learned position embedding is added,
+    ``depth`` pre-LayerNorm blocks (``heads`` heads, an MLP of ``mlp_ratio`` times the width)
+    follow, then a final LayerNorm, the mean over tokens and a linear head. ``attention``:
+    ``mha`` (``nn.MultiheadAttention``) or ``manual`` (four Linear layers). ``width`` scales
+    ``dim``, rounded to a multiple of ``heads``."""
+
+    def __init__(self, in_shape, num_outputs, width=1.0, dropout=0.0, batchnorm=False, dim=32, depth=2, heads=4,
+                 mlp_ratio=2.0, patch=0, attention="mha"):
+        super().__init__()
+        if batchnorm:
+            raise ValueError("transformer has no BatchNorm layers (it uses LayerNorm); set model.batchnorm: false")
+        if attention not in ("mha", "manual"):
+            raise _OptionError("attention", "allowed: mha, manual")
+        shape = tuple(in_shape) if len(in_shape) > 1 else (1, in_shape[0])
+        if len(shape) not in (2, 3):
+            raise ValueError(f"transformer needs inputs of shape C x H x W, C x L or D; got {tuple(in_shape)}")
+        sizes = shape[1:]
+        p = patch or max(1, min(sizes) // 4)
+        if any(n % p for n in sizes):
+            raise _OptionError("patch", f"a patch of {p} does not divide the input size {'x'.join(map(str, sizes))}")
+        e = heads * max(1, round(dim * width / heads))
+        conv = nn.Conv2d if len(shape) == 3 else nn.Conv1d
+        self.embed = conv(shape[0], e, p, stride=p)
+        self.pos = nn.Parameter(torch.zeros(1, math.prod(n // p for n in sizes), e))
+        nn.init.uniform_(self.pos, -0.03, 0.03)  # (normal_ on the meta device imports torch._dynamo: seconds)
+        self.blocks = nn.Sequential(*[TransformerBlock(e, heads, max(1, round(e * mlp_ratio)), dropout, attention)
+                                      for _ in range(depth)])
+        self.norm = nn.LayerNorm(e)
+        self.head = nn.Linear(e, num_outputs)
+
+    def forward(self, x):
+        if x.dim() == 2:  # flat features: one channel of a 1-D sequence
+            x = x.unsqueeze(1)
+        tokens = self.embed(x).flatten(2).transpose(1, 2) + self.pos
+        return self.head(self.norm(self.blocks(tokens)).mean(1))
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "simplecnn": SimpleCNN,
     "mlp": MLP,
     "resnet20": ResNet20,
     "vgg_small": VGGSmall,
+    "transformer": Transformer,
 }
 COMMON = ("in_shape", "num_outputs", "width", "dropout", "batchnorm")
 # inspect_model runs its forward check on a real CPU build of models up to this many bytes of

@@ -137,7 +137,9 @@ class Probe:
                                  hashlib.sha256((PACKAGE / "align.py").read_bytes()).hexdigest()[:16]], compute)
         except ValueError as exc:
             raise PlanError(f"{key} = {setting!r}: the hidden units of model.name = {spec['name']!r} cannot be aligned: "
-                            f"{exc}; switch the align stage off (align.enabled: false) for this model") from None
+                            f"{exc}. Ways out: switch the align stage off (align.enabled: false) for this model, or "
+                            "build the network from layers that have permutation rules (the table in docs/stages.md, "
+                            "section Alignment)") from None
 
     def save(self) -> None:
         if self.file and self.dirty:
