@@ -485,23 +485,3 @@ def evaluate_vectors(fm, ev, task: str, vectors: torch.Tensor, refs: dict | None
 def reference_predictions(fm, ev, vec: torch.Tensor, batch_size: int = 4096) -> dict:
     buffers = fm.recompute_bn(vec, ev.bn_x) if fm.has_bn else None
     return {s: fm.outputs(vec, ev.split(s)[0], buffers, batch_size).argmax(-1) for s in ("train", "test")}
-
-
-def short_direction_rows(fm, vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: str, sd: dict,
-                         bn_x: torch.Tensor | None = None, progress: bool = False) -> pd.DataFrame:
-    """Converged short-direction counts at each vector (:func:`losslab.hessian.spectra_tables`, no
-    trace probes), long format: one row per (``index``, Lanczos ``start``, ``rank``) with the kept
-    eigenvalue, its residual, the ``short`` flag (converged and above the threshold) and the
-    start's ``short_count``, ``n_converged``, ``converged``, ``saturated``, ``top_k`` (the final
-    cap) and ``iters`` (the Lanczos steps taken); BatchNorm as in :class:`losslab.hessian.PointLoss`."""
-    from .hessian import spectra_tables
-
-    cfg = {**sd, "min_steps": sd["iters"], "probes": 0}
-    labels = [{"index": i} for i in range(len(vectors))]
-    t = spectra_tables(fm, list(progress_bar(vectors, progress, desc="Lanczos")), labels, x, y, task, cfg, bn_x,
-                       density_points=2, log=log)
-    keep = ["index", "start", "short_count", "n_converged", "converged", "saturated", "top_k", "lanczos_steps",
-            "bn_policy"]
-    rows = t["eigenvalues"].drop(columns=["bn_policy", "samples", "n_train", "n_test"]).merge(
-        t["counts"][keep], on=["index", "start"])
-    return rows.rename(columns={"lanczos_steps": "iters"})

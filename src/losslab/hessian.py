@@ -32,6 +32,7 @@ statistics would make every sample's loss depend on the others). Dropout is off.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -39,6 +40,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.func import grad, vjp
+
+from .device import progress_bar
+
+log = logging.getLogger("losslab")
 
 BN_POLICY = ("statistics recomputed at the point on the fixed un-augmented {n}-sample training subset "
              "(swa_utils.update_bn), then held fixed (eval mode)")
@@ -428,3 +433,21 @@ def spectra_tables(fm, vectors, labels: list[dict], x: torch.Tensor, y: torch.Te
         dens.append(density_rows(sp, grid, sigma * span).assign(**ids))
     return {"counts": pd.DataFrame(counts), "eigenvalues": pd.DataFrame(eig),
             "density": pd.concat(dens, ignore_index=True)}
+
+
+def short_direction_rows(fm, vectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: str, sd: dict,
+                         bn_x: torch.Tensor | None = None, progress: bool = False) -> pd.DataFrame:
+    """Converged short-direction counts at each vector (:func:`losslab.hessian.spectra_tables`, no
+    trace probes), long format: one row per (``index``, Lanczos ``start``, ``rank``) with the kept
+    eigenvalue, its residual, the ``short`` flag (converged and above the threshold) and the
+    start's ``short_count``, ``n_converged``, ``converged``, ``saturated``, ``top_k`` (the final
+    cap) and ``iters`` (the Lanczos steps taken); BatchNorm as in :class:`losslab.hessian.PointLoss`."""
+    cfg = {**sd, "min_steps": sd["iters"], "probes": 0}
+    labels = [{"index": i} for i in range(len(vectors))]
+    t = spectra_tables(fm, list(progress_bar(vectors, progress, desc="Lanczos")), labels, x, y, task, cfg, bn_x,
+                       density_points=2, log=log)
+    keep = ["index", "start", "short_count", "n_converged", "converged", "saturated", "top_k", "lanczos_steps",
+            "bn_policy"]
+    rows = t["eigenvalues"].drop(columns=["bn_policy", "samples", "n_train", "n_test"]).merge(
+        t["counts"][keep], on=["index", "start"])
+    return rows.rename(columns={"lanczos_steps": "iters"})

@@ -3,7 +3,7 @@ the centres are saved for the spectra stage."""
 import pandas as pd
 import torch
 
-from losslab import connectors, data, io
+from losslab import connectors, data, hessian, io
 from losslab.device import get_device, setup_job
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
@@ -24,7 +24,7 @@ for n in p.centre_n:
                                       o["memory_budget_mb"])
         centre, status, flat = r.point, r.status, X[:n].mean(0)
     centres.append(centre.detach())
-    rows = connectors.short_direction_rows(fm, centre[None], x, y, ds.task, sd, ev.bn_x)
+    rows = hessian.short_direction_rows(fm, centre[None], x, y, ds.task, sd, ev.bn_x)
     frames.append(rows.drop(columns="index").assign(n=n, status=status, centre_train_loss=float(full(centre).detach()),
                                                     flat_centre_train_loss=float(full(flat).detach())))
     log.info("n=%d: centre loss %.4f (flat %.4f), short directions %s", n, frames[-1].centre_train_loss.iloc[0],
