@@ -17,7 +17,9 @@ start are converged (or ``max_steps``).
 ``threshold``, counted from converged Ritz values only. When every kept value is above the
 threshold (the count could reach the cap ``k``), ``k`` is doubled and Lanczos continues, up to
 ``max_top_k``; a count still at the cap is reported ``saturated``, a count resting on an
-unconverged value is reported not ``converged``. Each start is one replicate.
+unconverged value, or whose first value below the threshold is not clear of it by its residual,
+is reported not ``converged`` (a lower bound: Ritz values never exceed the eigenvalues of their
+rank). Each start is one replicate.
 
 **Trace** (:func:`hutchinson`): ``tr H = E[z^T H z]`` over Rademacher probes ``z``, with its
 standard error over the probes. **Density** (:func:`slq_density`): each start ``v`` gives the
@@ -228,7 +230,7 @@ class ShortCount:
     start: int
     count: int              # converged Ritz values above the threshold
     n_converged: int        # converged among the k kept
-    converged: bool         # every kept value above the threshold, and the first below it, converged
+    converged: bool         # every kept value above the threshold converged, the first below it clear of it
     saturated: bool         # every kept value is above the threshold at the final k (a lower bound)
     k: int                  # Ritz values kept at the end (top_k, doubled while the count could reach it)
     ritz: Ritz = field(repr=False)
@@ -240,15 +242,22 @@ class ShortCount:
 
 
 def _decide(r: Ritz, k: int, threshold: float, tol: float) -> tuple[int, int, bool, bool]:
-    """(count, n_converged, converged, full): full = every kept value is above the threshold."""
+    """(count, n_converged, converged, full): full = every kept value is above the threshold.
+
+    Ritz values are lower bounds of the eigenvalues of the same rank (Cauchy interlacing), so a
+    value above the threshold is an eigenvalue above it; the count is decided when every kept
+    value above the threshold is converged and the first one below it is converged with its
+    residual clear of the threshold (``theta + residual <= threshold``: its eigenvalue is below)."""
     k = min(k, r.values.numel())
-    vals, conv = r.values[:k], r.converged(tol)[:k]
+    vals, res, conv = r.values[:k], r.residuals[:k], r.converged(tol)[:k]
     above = vals > threshold
     n_above = int(above.sum())
-    needed = conv[: min(k, n_above + 1)]
     exact = r.steps >= 1 and float(r.residuals.max()) == 0.0  # invariant subspace: every Ritz value exact
     full = n_above == k and not exact
-    return int((above & conv).sum()), int(conv.sum()), bool(needed.all()), full
+    decided = bool(conv[:n_above].all())
+    if n_above < k:
+        decided &= bool(conv[n_above]) and float(vals[n_above] + res[n_above]) <= threshold
+    return int((above & conv).sum()), int(conv.sum()), decided, full
 
 
 def short_directions(matvec, dim: int, threshold: float, top_k: int = 30, min_steps: int = 40, tol: float = 1e-3,
@@ -257,8 +266,9 @@ def short_directions(matvec, dim: int, threshold: float, top_k: int = 30, min_st
     """Converged short-direction counts from ``starts`` Lanczos starts (see the module docstring).
 
     Lanczos runs ``min_steps`` steps, then ``check_every`` more at a time until, for every start,
-    the count is decided by converged values: the kept Ritz values above ``threshold`` and the
-    first one below it have residuals ``<= tol * |theta_1|``. While every kept value of some start
+    the count is decided by converged values: the kept Ritz values above ``threshold`` have
+    residuals ``<= tol * |theta_1|``, and so has the first one below it, whose residual must also
+    clear the threshold (see :func:`_decide`). While every kept value of some start
     is converged and above the threshold, ``k`` doubles (up to ``max_top_k``). ``max_steps`` bounds
     the Krylov dimension."""
     k = min(top_k, dim)
