@@ -119,8 +119,10 @@ class Ritz:
     steps: int
 
     def converged(self, tol: float) -> torch.Tensor:
+        """Residual at most ``tol`` times the value's own magnitude (``tol`` times the largest
+        magnitude for values near zero, below ``tol`` of it)."""
         scale = float(self.values.abs().max()) if self.values.numel() else 0.0
-        return self.residuals <= tol * max(scale, 1e-30)
+        return self.residuals <= tol * self.values.abs().clamp_min(max(tol * scale, 1e-30))
 
 
 class Lanczos:
