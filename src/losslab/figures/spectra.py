@@ -40,7 +40,7 @@ def plot_density(density: pd.DataFrame, png, pdf=None) -> None:
                              vmin=np.log10(floor), vmax=np.log10(top))
         pad = 0.5 * (ts[1] - ts[0]) if len(ts) > 1 else 0.05
         edges = (ts[0] - pad, ts[-1] + pad)
-        ax.set(xlabel="t", title=f"{lab}: SLQ spectral density", xlim=edges)
+        ax.set(xlabel="t", title=f"{lab}: SLQ spectral density", xlim=edges, xticks=ts)
     axes[0][0].set_ylabel("Hessian eigenvalue")
     fig.colorbar(mesh, ax=axes[0].tolist(), shrink=0.85, label="log10 density")
     save(fig, png, pdf)
