@@ -248,6 +248,8 @@ def test_spectra_are_planned_at_every_point_set_and_follow_switched_off_stages()
     r = rules(plan_of({"curves": {"enabled": False}}))
     assert r["spectra_connector"] == 1 and not (r["spectra_curve"] or r["plot_spectra"])
     assert not {"spectra_curve", "plot_spectra"} & set(rules(plan_of({"spectra": {"enabled": False}})))
+    r = rules(plan_of({"spectra": {"at": ["centres"]}}))
+    assert r["spectra_centres"] == 1 and not (r["spectra_curve"] or r["spectra_connector"])
 
 
 def test_default_config_equals_the_schema_defaults():

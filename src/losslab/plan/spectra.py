@@ -34,12 +34,13 @@ def plan_spectra(plan: Plan) -> None:
                         "(Lanczos keeps top_k of its Ritz values)")
     cv = plan.config["curves"]
     missing = [k for k in c["kinds"] if k not in cv["kinds"]]
-    if cv["enabled"] and missing:
+    if cv["enabled"] and "curves" in c["at"] and missing:
         raise PlanError(f"spectra.kinds = {c['kinds']} names {missing}, which curves.kinds = {cv['kinds']} does not "
                         "train; use kinds from curves.kinds")
     curves = [d for d in experiment_curves(plan, exp.dataset, exp.model)
-              if d["kind"] in c["kinds"] and d["alignment"] == "none"] if cv["enabled"] else []
+              if d["kind"] in c["kinds"] and d["alignment"] == "none"] if cv["enabled"] and "curves" in c["at"] else []
     con = plan.stages.get("connectors", {}).get(exp.key)
+    con = con if con and {"connector", "centres"} & set(c["at"]) else None
     settings = {d["setting"] for d in curves} | ({plan.config["connectors"]["setting"]} if con else set())
     for s in settings:
         if exp.networks[s]["bn_min_values"] == 1:
@@ -51,10 +52,10 @@ def plan_spectra(plan: Plan) -> None:
     tables = {}
     for d in curves:
         tables.setdefault("curve", []).append(_add(plan, "spectra_curve", exp.key + (d["id"],), "curve", curve=d["id"], **ids))
-    if con and c["connector"]:
+    if con and "connector" in c["at"]:
         tables["connector"] = [_add(plan, "spectra_connector", exp.key + (con["connector"],), "connector",
                                     connector=con["connector"], **ids)]
-    if con and c["centres"]:
+    if con and "centres" in c["at"]:
         tables["centres"] = [_add(plan, "spectra_centres", exp.key + (con["centre"],), "centres",
                                   mconnector=con["centre"], **ids)]
     plan.stages["spectra"] = {exp.key: tables}
