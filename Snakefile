@@ -45,6 +45,7 @@ include: "workflow/rules/tunnels.smk"
 include: "workflow/rules/swa.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/ensembles.smk"
+include: "workflow/rules/spectra.smk"
 include: "workflow/rules/scorecard.smk"
 
 

@@ -30,3 +30,17 @@ def test_bench_planes_runs_on_a_finished_run_and_the_engine_equals_the_reference
         assert r["max_loss_err"] < 1e-4, r  # the engine computes what the reference loop computes
     big = res["big"]
     assert big["complete"] and big["points_done"] == 16 and big["finite_fraction"] == 1.0
+
+
+def test_bench_hessian_runs_and_our_products_equal_the_reference(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_hessian.py"), "--epochs", "1", "--samples", "32",
+           "--steps", "6", "--starts", "2", "--probes", "2", "--reps", "1", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(out.read_text())
+    assert res["hvp"]["max_abs_diff"] < 1e-4 and res["lanczos"]["top10_max_rel_diff"] < 1e-3
+    assert res["trace"]["ours"] == pytest.approx(res["trace"]["ref"], rel=1e-4)  # the same probes
+    for part in ("hvp", "lanczos", "trace"):
+        assert res[part]["ratio"] > 0

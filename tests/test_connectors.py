@@ -49,12 +49,13 @@ def test_connector_stages_end_to_end(tiny_copy):
     cos = pd.read_parquet(tmp_path / CON / "cosines.parquet")
     assert (cos[cos.i == cos.j].cosine - 1).abs().max() < 1e-5
     short = pd.read_parquet(tmp_path / CON / "short_directions.parquet")
-    assert short.node.nunique() == 5
-    per_node = short.groupby("node")
+    assert short.node.nunique() == 5 and short.start.nunique() == 2  # replicates: one row per node, start, rank
+    per_node = short.groupby(["node", "start"])
     assert (per_node["short"].sum() == per_node["short_count"].first()).all()  # the count is of the listed values
-    assert ((short.eigenvalue > short.threshold) == short.short).all()
+    assert (((short.eigenvalue > short.threshold) & short.eigenvalue_converged) == short.short).all()
+    assert {"converged", "saturated", "n_converged", "residual", "bn_policy"} <= set(short.columns)
     centre = pd.read_parquet(tmp_path / f"{BASE}/mconnectors/default/centre-seeds0-1-2/centre.parquet")
-    assert sorted(centre.n.unique()) == [1, 3]
+    assert sorted(centre.n.unique()) == [1, 3] and centre.start.nunique() == 2
     surface = pd.read_parquet(tmp_path / f"{BASE}/mconnectors/default/seeds0-1-2/surface.parquet")
     assert set(surface.surface) == {"flat", "mconnector"}
     # at the three corners both surfaces are the optima themselves

@@ -77,6 +77,9 @@ BAD = {
     "connector-d-too-big": ({"connectors": {"d": 10**6}}, ["connectors.d = 1000000", "parameters", "null"]),
     "lanczos-iters": ({"connectors": {"short_directions": {"iters": 3, "top_k": 8}}},
                       ["connectors.short_directions.iters = 3", "top_k = 8"]),
+    "spectra-kind-not-trained": ({"spectra": {"kinds": ["chain"]}}, ["spectra.kinds = ['chain']", "curves.kinds"]),
+    "spectra-min-steps": ({"spectra": {"min_steps": 5, "top_k": 8}}, ["spectra.min_steps = 5", "spectra.top_k = 8"]),
+    "spectra-starts-one": ({"spectra": {"starts": 1}}, ["spectra.starts = 1", ">= 2"]),
     "centre-n": ({"connectors": {"mconnector": {"centre_n": [1, 5]}}}, ["connectors.mconnector.centre_n", "centre_seeds"]),
     "wedge-s": ({"wedge": {"s": 60}}, ["wedge.s = 60", "wedge.D = 60"]),
     "wedge-dims": ({"wedge": {"hyperplanes": {"dims": [2, 100]}}}, ["wedge.hyperplanes.dims [100]", "wedge.D = 60"]),
@@ -227,6 +230,22 @@ def test_duplicated_key_in_a_config_file_names_file_and_lines(tmp_path):
     cfg = config()
     with pytest.raises(ConfigError, match="line 5"):
         validate_config(cfg, files=[f])
+
+
+def test_spectra_are_planned_at_every_point_set_and_follow_switched_off_stages():
+    plan = plan_of()
+    r = rules(plan)
+    assert (r["spectra_curve"], r["spectra_connector"], r["spectra_centres"], r["plot_spectra"]) == (1, 1, 1, 1)
+    out = {j.rule: j.outputs for j in plan.jobs.values() if j.rule.startswith("spectra")}
+    assert out["spectra_curve"]["counts"].endswith("spectra/curves/bezier1/default/seed0-seed1/counts.parquet")
+    assert out["spectra_centres"]["density"].endswith("spectra/mconnectors/default/centre-seeds0-1-2/density.parquet")
+    r = rules(plan_of({"connectors": {"enabled": False}}))
+    assert r["spectra_curve"] == 1 and not (r["spectra_connector"] or r["spectra_centres"])
+    r = rules(plan_of({"curves": {"enabled": False}}))
+    assert r["spectra_connector"] == 1 and not (r["spectra_curve"] or r["plot_spectra"])
+    assert not {"spectra_curve", "plot_spectra"} & set(rules(plan_of({"spectra": {"enabled": False}})))
+    r = rules(plan_of({"spectra": {"at": ["centres"]}}))
+    assert r["spectra_centres"] == 1 and not (r["spectra_curve"] or r["spectra_connector"])
 
 
 def test_default_config_equals_the_schema_defaults():

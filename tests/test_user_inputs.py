@@ -27,6 +27,7 @@ TINY_USER = {
     "planes": {"resolution": 3, "tiles_per_side": 1, "endpoints": {"enabled": False}, "random": {"enabled": False}},
     "connectors": {"enabled": False}, "tunnels": {"enabled": False}, "swa": {"enabled": False},
     "wedge": {"enabled": False}, "align": {"enabled": False}, "ensembles": {"enabled": False},
+    "spectra": {"enabled": False},
 }
 
 

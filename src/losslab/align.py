@@ -1791,3 +1791,9 @@ def barriers(rows: pd.DataFrame, metrics: Iterable[str] = ("loss", "error")) -> 
     the mean of its two endpoints), ``midpoint`` (value at alpha = 0.5 minus that mean; NaN when
     0.5 is not on the grid) and ``endpoint_mean`` (see :func:`losslab.summaries.barriers`)."""
     return summaries.barriers(rows, ("alignment", "method"), "alpha", metrics)
+
+
+# Called, this module is the API function of its name (losslab.api; docs/api.md).
+from ._callable import make_callable  # noqa: E402
+
+make_callable(__name__)

@@ -343,18 +343,25 @@ def align_lines(net_a: Network, net_b: Network, train: Data, test: Data = None, 
     return lines, _align.barriers(lines)
 
 
-def hessian(net: Network, data: Data, *, k: int = 10, iters: int | None = None, threshold: float = 1.0,
-            seed: int = 0, model: nn.Module | None = None, task: str | None = None) -> pd.DataFrame:
-    """The ``k`` largest eigenvalues of the Hessian of the loss on ``data`` at the network, by
-    Lanczos (``iters`` steps, default ``2 k``) on Hessian-vector products (``losslab.hessian``); the
-    Hessian is never formed. Columns of the connectors stage's short-direction tables: ``rank``,
-    ``eigenvalue``, ``short`` (above ``threshold``), ``short_count``, ``threshold``, ``top_k``,
-    ``iters``. Only the top eigenvalues for now: no trace or spectral density."""
+def hessian(net: Network, data: Data, *, k: int = 10, threshold: float = 1.0, tol: float = 1e-3,
+            min_steps: int | None = None, max_steps: int = 400, starts: int = 2, probes: int = 20,
+            density_points: int = 200, sigma: float = 0.01, seed: int = 0, model: nn.Module | None = None,
+            bn_data=None, task: str | None = None) -> dict[str, pd.DataFrame]:
+    """The Hessian spectrum of the loss on ``data`` at the network, never forming the Hessian
+    (``losslab.hessian.spectra_tables``, the spectra stage's code): Lanczos from ``starts`` random
+    starts until the top ``k`` Ritz values converge (residual <= ``tol`` x value), the count of
+    eigenvalues above ``threshold`` (the cap ``k`` raised while the count could reach it), a
+    Hutchinson trace over ``probes`` Rademacher vectors with its standard error, and the SLQ density
+    (Gaussian broadening ``sigma``, a fraction of the grid's span). BatchNorm statistics are
+    recomputed at the network on ``bn_data`` (default: ``data``) and held fixed. Returns the spectra
+    stage's tables ``{"counts", "eigenvalues", "density"}`` (docs/columns.md)."""
     fm, (p,) = _setup([net], model)
     x, y = _tensors(data, p.flat.device)
-    loss = _connectors.NetworkLoss(fm, x, y, _task(y, task))
-    rows = _connectors.short_direction_rows(loss, p.flat[None], k, iters or 2 * k, threshold, seed)
-    return rows.drop(columns="index")
+    bn_x = _tensors(bn_data, p.flat.device)[0] if bn_data is not None else x
+    cfg = {"threshold": threshold, "top_k": k, "min_steps": min_steps or 2 * k, "tol": tol,
+           "max_top_k": max(4 * k, k), "max_steps": max_steps, "starts": starts, "probes": probes, "seed": seed}
+    return _hessian.spectra_tables(fm, [p.flat], [{"point": 0}], x, y, _task(y, task), cfg,
+                                   bn_x if fm.has_bn else None, density_points, sigma)
 
 
 def ensemble_eval(nets: Sequence[Network], train: Data, test: Data = None, *, sizes: Sequence[int] | None = None,
@@ -399,16 +406,3 @@ def write_vtk(landscape: Landscape, grid_path, overlay_path=None) -> None:
     if overlay_path is not None:
         write_overlay_vtp(landscape.points, landscape.track, overlay_path, landscape.grid)
 
-
-class _CallableModule(type(_hessian)):
-    """``losslab.align`` and ``losslab.hessian`` are library modules and API functions at once: the
-    modules (``from losslab import align`` in the workflow scripts) become callable, a call being the
-    API function of that name (``losslab.align(a, b, x)``)."""
-
-    def __call__(self, *args, **kwargs):
-        return getattr(_API, self.__name__.rsplit(".", 1)[1])(*args, **kwargs)
-
-
-_API = __import__("sys").modules[__name__]
-_align.__class__ = _CallableModule
-_hessian.__class__ = _CallableModule

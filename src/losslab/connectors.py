@@ -517,18 +517,3 @@ def evaluate_connector(fm, ev, task: str, t_nodes: torch.Tensor, nodes: torch.Te
         frames.append(df.drop(columns="index").assign(path=name))
     return pd.concat(frames, ignore_index=True).assign(bn_policy=fm.bn_policy(ev.bn_x.shape[0]), **ev.sizes)
 
-
-def short_direction_rows(loss_fn, vectors: torch.Tensor, top_k: int, iters: int, threshold: float, seed: int = 0,
-                         progress: bool = False) -> pd.DataFrame:
-    """Top Hessian eigenvalues at each vector, long format, with a ``short`` flag (> threshold)."""
-    from .hessian import count_short, top_eigenvalues
-
-    rows = []
-    for i, vec in enumerate(progress_bar(vectors, progress, desc="Lanczos")):
-        eig = top_eigenvalues(loss_fn, vec, top_k, iters, seed).cpu()
-        n_short = count_short(eig, threshold)
-        log.info("point %d: top eigenvalue %.4g, %d short directions (> %g)", i, float(eig[0]), n_short, threshold)
-        for r, v in enumerate(eig.tolist()):
-            rows.append({"index": i, "rank": r, "eigenvalue": v, "short": v > threshold, "threshold": threshold,
-                         "short_count": n_short, "top_k": top_k, "iters": iters})
-    return pd.DataFrame(rows)

@@ -343,7 +343,7 @@ def short_mid_path(short: pd.DataFrame | None) -> dict:
     key = _replicate_key(short)
     effects, mids, ends = [], [], []
     for _, g in (short.groupby(key, sort=True) if key else [(0, short)]):
-        counts = g.groupby("t")["short_count"].mean()
+        counts = g.groupby("t")["short_count"].first()  # one count per point and start (rows are per rank)
         mid = float(counts.iloc[np.abs(counts.index - 0.5).argmin()])
         end = float(counts.loc[[counts.index.min(), counts.index.max()]].mean())
         effects.append(mid - end)
@@ -358,8 +358,8 @@ def short_with_m(centre: pd.DataFrame | None) -> dict:
     if _empty(centre):
         return not_run(name)
     key = _replicate_key(centre)
-    units = [g[["n", "short_count"]].to_numpy(float) for _, g in
-             (centre.groupby(key, sort=True) if key else [(0, centre)])]
+    units = [g.groupby("n")["short_count"].first().reset_index().to_numpy(float) for _, g in
+             (centre.groupby(key, sort=True) if key else [(0, centre)])]  # one count per n and start
     pooled = np.concatenate(units)
     rho = spearman(pooled[:, 0], pooled[:, 1])
     means = centre.groupby("n")["short_count"].mean().sort_index()

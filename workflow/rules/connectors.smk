@@ -1,6 +1,6 @@
 # Stage: connectors, m-connectors and short directions on real networks (Fort & Jastrzebski,
 # sections 4.2-4.3). Library: src/losslab/connectors.py (algorithms over any loss on flat
-# vectors) + src/losslab/hessian.py (Lanczos short-direction counts). Optima are endpoint
+# vectors) + src/losslab/hessian.py (converged Lanczos short-direction counts). Optima are endpoint
 # checkpoints; the plan (src/losslab/plan/connectors.py) names them and checks the subspace
 # dimension against the network's parameter count.
 from losslab.plan import connectors as CN
@@ -135,6 +135,7 @@ rule mconnector_centre:
         optima=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["centre_optima"],
     output:
         table=out(CN.OUT["centre"]),
+        centres=out(CN.OUT["centres"]),
     params:
         dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
         evaluation=config["evaluation"],

@@ -1,5 +1,6 @@
-"""Short directions (Hessian eigenvalues above a threshold, by Lanczos) at each connector node."""
-from losslab import connectors, data, io
+"""Short directions (converged Hessian eigenvalues above a threshold, by Lanczos from several
+starts) at each connector node."""
+from losslab import connectors, data, hessian, io
 from losslab.device import get_device, setup_job
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
@@ -9,10 +10,8 @@ device = get_device(snakemake.config["compute"]["device"])
 ds, fm, X, pts = connectors.load_network_optima(snakemake.input.optima, p.dataset, device)
 ev = data.eval_from_config(ds, {"evaluation": p.evaluation}, device)
 x, y = data.subset(ev.train_x, ev.train_y, sd["samples"], sd["seed"])
-loss = connectors.NetworkLoss(fm, x, y, ds.task)
 nodes = io.load_tensors(snakemake.input.nodes, device)
-table = connectors.short_direction_rows(loss, nodes["points"], sd["top_k"], sd["iters"], sd["threshold"], sd["seed"],
-                                        progress=True)
+table = hessian.short_direction_rows(fm, nodes["points"], x, y, ds.task, sd, ev.bn_x, progress=True)
 table["t"] = nodes["t"].cpu().numpy()[table["index"].to_numpy()]
 table = table.rename(columns={"index": "node"}).assign(dataset=ds.name, model=pts[0].model_spec["name"],
                                                        samples=x.shape[0], n_train=x.shape[0], n_test=0)

@@ -113,13 +113,22 @@ def plot_agreement(path: pd.DataFrame, png, pdf=None) -> None:
     save(fig, png, pdf)
 
 
+def _per_start(df: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Counts per point over the Lanczos starts (tables without a start column: one start)."""
+    df = df if "start" in df else df.assign(start=0)
+    one = df.groupby([by, "start"]).agg(count=("short_count", "first"), top=("eigenvalue", "max")).reset_index()
+    return one.groupby(by).agg(count=("count", "mean"), lo=("count", "min"), hi=("count", "max"),
+                               top=("top", "mean"), starts=("start", "nunique")).reset_index()
+
+
 def plot_short(short: pd.DataFrame, png, pdf=None) -> None:
-    counts = short.groupby("t").agg(count=("short_count", "first"), top=("eigenvalue", "max")).reset_index()
-    thr, k = short["threshold"].iloc[0], short["top_k"].iloc[0]
+    counts = _per_start(short, "t")
+    thr, k = short["threshold"].iloc[0], short["top_k"].max()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(counts["t"], counts["count"], "o-", color="C0")
+    ax.errorbar(counts["t"], counts["count"], yerr=[counts["count"] - counts["lo"], counts["hi"] - counts["count"]],
+                fmt="o-", color="C0", capsize=3)
     ax.set(xlabel="t along the connector", ylabel=f"short directions (eigenvalues > {thr:g})",
-           title=f"Short directions along the connector (top {k} by Lanczos)")
+           title=f"Short directions along the connector (converged, {int(counts.starts.max())} starts, cap {k})")
     ax2 = ax.twinx()
     ax2.plot(counts["t"], counts["top"], "s--", color="C3", alpha=0.6)
     ax2.set_ylabel("largest Hessian eigenvalue", color="C3")
@@ -154,10 +163,10 @@ def plot_triangle(surface: pd.DataFrame, png, pdf=None) -> None:
 
 
 def plot_centre(centre: pd.DataFrame, png, pdf=None) -> None:
-    c = centre.groupby("n").agg(count=("short_count", "first"), loss=("centre_train_loss", "first")).reset_index()
+    c = _per_start(centre, "n").merge(centre.groupby("n").agg(loss=("centre_train_loss", "first")).reset_index())
     thr = centre["threshold"].iloc[0]
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    ax.plot(c["n"], c["count"], "o-")
+    ax.errorbar(c["n"], c["count"], yerr=[c["count"] - c["lo"], c["hi"] - c["count"]], fmt="o-", capsize=3)
     ax.set(xlabel="number of optima n (1 = an optimum itself)", ylabel=f"short directions (> {thr:g})",
            title="Short directions at the m-connector centre", xticks=c["n"].tolist())
     for _, r in c.iterrows():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import align, connectors, curves, endpoints, ensembles, planes, scorecard, swa, tunnels, wedge
+from . import align, connectors, curves, endpoints, ensembles, planes, scorecard, spectra, swa, tunnels, wedge
 from .core import Experiment, Plan, PlanError, derive_seed_lists, key_text, value_label  # noqa: F401 (re-exported)
 from ..config import load_schema
 from .. import catalog
@@ -43,6 +43,7 @@ def build_plan(config: dict, cache_dir=None) -> Plan:
     tunnels.plan_tunnels(plan)
     swa.plan_swa(plan)
     ensembles.plan_ensembles(plan)
+    spectra.plan_spectra(plan)  # reads the curves and connectors plans
     scorecard.plan_scorecard(plan)
     # 4. the endpoint jobs those requests need
     endpoints.finish(plan)

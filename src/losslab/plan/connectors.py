@@ -17,6 +17,7 @@ OUT = {
     "m_table": MCON + "/nodes.parquet",
     "m_surface": MCON + "/surface.parquet",
     "centre": MCON + "/centre.parquet",
+    "centres": MCON + "/centres.pt",
     "fig": FIG,
 }
 FIGURES = ("connector_path", "connector_cosines", "connector_agreement", "connector_short_directions",
@@ -88,8 +89,9 @@ def plan_connectors(plan: Plan) -> None:
     plan.add_job("mconnector", exp.key + (tri_id,), nodes=plan.path(OUT["m_nodes"], **m),
                  table=plan.path(OUT["m_table"], **m))
     plan.add_job("mconnector_surface", exp.key + (tri_id,), table=plan.path(OUT["m_surface"], **m))
-    plan.add_job("mconnector_centre", exp.key + (centre_id,),
-                 table=plan.path(OUT["centre"], dataset=exp.dataset, model=exp.model, mconnector=centre_id))
+    cm = dict(dataset=exp.dataset, model=exp.model, mconnector=centre_id)
+    plan.add_job("mconnector_centre", exp.key + (centre_id,), table=plan.path(OUT["centre"], **cm),
+                 centres=plan.path(OUT["centres"], **cm))
     figs = {n: plan.path(OUT["fig"], dataset=exp.dataset, model=exp.model, name=n, ext="png") for n in FIGURES}
     plan.add_job("plot_connectors", exp.key, **figs,
                  pdfs=[plan.path(OUT["fig"], dataset=exp.dataset, model=exp.model, name=n, ext="pdf") for n in FIGURES])
