@@ -96,7 +96,7 @@ def curve_inputs(plan: Plan, wc) -> dict:
 
 def connector_inputs(plan: Plan, wc) -> dict:
     s = connector_stage(plan, wc.dataset, wc.model)
-    return {"optima": s["optima"],
+    return {"optima": s["connectors"][s["connector"]]["optima"],  # the first pair of connectors.pairs
             "nodes": plan.path(CON_OUT["nodes"], dataset=wc.dataset, model=wc.model, connector=s["connector"])}
 
 
