@@ -106,7 +106,8 @@ def test_cifar10_preset_dry_runs_at_paper_scale(tmp_path):
     assert jobs["plane_tile"] >= 16 * 3
     assert jobs["swa_run"] == 3  # one job per seed runs its 5 lrs x 2 schedules
     assert jobs["tunnel_widths"] == 1 + 4 + 4 + 4 + 3 + 3  # default + each value off the base
-    assert jobs["spectra_curve"] == 2  # bezier and chain
+    assert jobs["spectra_curve"] == 5 * 2  # bezier and chain on each of the five curve pairs
+    assert jobs["connector"] == 5  # five disjoint pairs of optima
     for rule in ("train_curve", "connector", "mconnector", "ensemble_fge", "align_pair", "spectra_connector", "scorecard"):
         assert jobs[rule] >= 1, rule
 
