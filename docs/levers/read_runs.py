@@ -29,6 +29,6 @@ def swa(res: Path) -> dict:
 what = {"ensemble": ensemble, "swa": swa}[sys.argv[1]]
 print("| lever | effect [95 % interval] | replicates | measured | verdict |\n|---|---|---|---|---|")
 for arg in sys.argv[2:]:
-    label, res = arg.split("=", 1)
+    label, res = arg.rsplit("=", 1)
     r = what(Path(res))
     print(f"| {label} | {scorecard.interval_text(pd.Series(r))} | {r['n_replicates']} | {r['measured']} | {r['verdict']} |")
