@@ -8,9 +8,9 @@ rule scorecard:
     input:
         unpack(lambda wc: SC.inputs(PLAN)),
         code=lib("scorecard"),
-        intro=os.path.join(workflow.basedir, "workflow", "report", "workflow.rst"),
     params:
         ids=lambda wc: SC.file_ids(PLAN),
+        intro=open(os.path.join(workflow.basedir, "workflow", "report", "workflow.rst")).read(),
     output:
         table=out(SC.OUT["table"]),
         page=report(out(SC.OUT["page"]), caption="../../src/losslab/figures/captions/scorecard.rst",

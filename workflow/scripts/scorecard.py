@@ -18,5 +18,5 @@ io.write_parquet(card, snakemake.output.table)
 with io.atomic_path(snakemake.output.page) as tmp:
     tmp.write_text(scorecard.html(card))
 with io.atomic_path(snakemake.output.landing) as tmp:
-    tmp.write_text(scorecard.landing_rst(card, open(snakemake.input.intro).read()))
+    tmp.write_text(scorecard.landing_rst(card, snakemake.params.intro))
 log.info("scorecard:\n%s", card[["claim", "effect", "ci_low", "ci_high", "n_replicates", "verdict"]].to_string())
