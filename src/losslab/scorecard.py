@@ -284,15 +284,16 @@ def hyperplanes(table: pd.DataFrame | None) -> dict:
                 f"d = {s} ({len(at)} planes)", d, lo, hi, min(len(below), len(at)))
 
 
-def _connector_key(t: pd.DataFrame) -> list[str]:
-    return [c for c in ("source_file", "seed_a", "seed_b") if c in t.columns]
+def _replicate_key(t: pd.DataFrame) -> list[str]:
+    """The columns that name a replicate of a connector table: its file, its pair, its Lanczos start."""
+    return [c for c in ("source_file", "seed_a", "seed_b", "start") if c in t.columns]
 
 
 def connector_halves(cosines: pd.DataFrame | None) -> dict:
     name = "connector_halves"
     if _empty(cosines):
         return not_run(name)
-    key = _connector_key(cosines)
+    key = _replicate_key(cosines)
     groups = cosines.groupby(key, sort=True) if key else [((0,), cosines)]
     gaps, parts = [], []
     for _, c in groups:
@@ -330,10 +331,6 @@ def connector_low_loss(path: pd.DataFrame | None, along: pd.DataFrame | None) ->
     if not ratios:
         return _row(name, "no connector pair has a Bezier curve", note="add the connector pairs to curves.pairs")
     return _mean_claim(name, pd.Series(ratios, dtype=float), "; ".join(parts))
-
-
-def _replicate_key(t: pd.DataFrame) -> list[str]:
-    return [c for c in ("source_file", "seed_a", "seed_b", "start") if c in t.columns]
 
 
 def short_mid_path(short: pd.DataFrame | None) -> dict:

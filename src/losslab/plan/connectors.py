@@ -2,7 +2,7 @@
 an m-connector between three, the simplex centre of n optima, and their short directions."""
 from __future__ import annotations
 
-from .core import Plan, PlanError
+from .core import Plan, PlanError, check_pairs
 
 CON = "{dataset}/{model}/connectors/{connector}"
 MCON = "{dataset}/{model}/mconnectors/{mconnector}"
@@ -61,11 +61,7 @@ def plan_connectors(plan: Plan) -> None:
             raise PlanError(f"connectors.batch_size = 1: the BatchNorm layers of {exp.model} cannot normalise a "
                             "minibatch of one sample; use at least 2 (or null for the full training set)")
     pairs = [tuple(int(v) for v in p) for p in c["pairs"]]
-    for i, (a, b) in enumerate(pairs):
-        if a == b:
-            raise PlanError(f"connectors.pairs[{i}] = {[a, b]} joins an optimum to itself; use two different seeds")
-        if (a, b) in pairs[:i] or (b, a) in pairs[:i]:
-            raise PlanError(f"connectors.pairs[{i}] = {[a, b]} is listed twice in connectors.pairs")
+    check_pairs(pairs, lambda i: f"connectors.pairs[{i}]", "connectors.pairs", "optimum", unordered=True)
     cons = {f"{setting}/seeds{a}-{b}": {"a": a, "b": b, "optima": [
         plan.need_endpoint(exp, setting, s, f"connectors.pairs[{i}]") for s in (a, b)]}
         for i, (a, b) in enumerate(pairs)}

@@ -188,6 +188,18 @@ class Plan:
         return exp.networks[setting]
 
 
+def check_pairs(pairs, where, listed_in: str, thing: str = "endpoint", unordered: bool = False) -> None:
+    """Refuse a pair that joins a seed to itself or repeats an earlier pair (``unordered``: in
+    either order); ``where(i)`` names the i-th pair's key."""
+    seen: set = set()
+    for i, (a, b) in enumerate(pairs):
+        if a == b:
+            raise PlanError(f"{where(i)} = {[a, b]} joins an {thing} to itself; use two different seeds")
+        if (a, b) in seen or (unordered and (b, a) in seen):
+            raise PlanError(f"{where(i)} = {[a, b]} is listed twice in {listed_in}")
+        seen.add((a, b))
+
+
 # Seed lists whose default (the schema's) is trimmed to the seeds an external setting has:
 # (list key, key of the setting it reads, how its items name seeds: "seed" or "pair").
 SEED_LISTS = (

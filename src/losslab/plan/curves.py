@@ -6,7 +6,7 @@ rules read its definition (endpoints, training settings) from ``plan.stages["cur
 """
 from __future__ import annotations
 
-from .core import Experiment, Plan, PlanError, Setting
+from .core import Experiment, Plan, PlanError, Setting, check_pairs
 
 CURVE_KEYS = ("init", "epochs", "optimizer", "lr", "momentum", "schedule", "batch_size", "l2", "seed")
 DIR = "{dataset}/{model}/curves/{curve}"
@@ -78,14 +78,7 @@ def plan_curves(plan: Plan) -> None:
 
     plan.stages["curves"] = {}
     for exp, cs, key in _curve_sets(plan):
-        seen = set()
-        for i, (a, b) in enumerate(cs["pairs"]):
-            where = f"{key}.pairs[{i}]" if key == "curves" else key
-            if a == b:
-                raise PlanError(f"{where} = {[a, b]} joins an endpoint to itself; use two different seeds")
-            if (a, b) in seen:
-                raise PlanError(f"{where} = {[a, b]} is listed twice in {key}.pairs")
-            seen.add((a, b))
+        check_pairs(cs["pairs"], lambda i: f"{key}.pairs[{i}]" if key == "curves" else key, f"{key}.pairs")
         exp.setting(cs["setting"], f"{key}.setting")
         if exp.networks[cs["setting"]]["bn_min_values"] == 1:
             check_bn_batch(exp, cs["train"]["batch_size"], f"{key}.batch_size")

@@ -42,11 +42,9 @@ def plan_swa(plan: Plan) -> None:
     runs = {}
     for seed in s["seeds"]:
         start = plan.need_endpoint(exp, s["start_setting"], seed, "swa.seeds")
-        mine = [f"{schedule}/lr{lab}/seed{seed}" for schedule in s["schedules"] for lab in labels]
-        for schedule in s["schedules"]:
-            for lab, (_, lr) in labels.items():
-                runs[f"{schedule}/lr{lab}/seed{seed}"] = {"schedule": schedule, "lr": float(lr), "seed": seed,
-                                                           "start": start}
+        mine = {f"{schedule}/lr{lab}/seed{seed}": {"schedule": schedule, "lr": float(lr), "seed": seed, "start": start}
+                for schedule in s["schedules"] for lab, (_, lr) in labels.items()}
+        runs.update(mine)
         # one job per seed runs every (schedule, lr) from that endpoint: one start-up instead of many
         plan.add_job("swa_run", exp.key + (f"seed{seed}",),
                      **{k: [plan.path(OUT[k], dataset=exp.dataset, model=exp.model, run=r) for r in mine]
