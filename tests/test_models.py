@@ -4,13 +4,38 @@ import torch
 from losslab.models import MODELS, build_model, model_options
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+SIGNAL_ONLY = {"cnn1d"}  # 1-D signals (C x L); every other model takes images
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS) - SIGNAL_ONLY))
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
 def test_every_model_runs_on_every_input_size(name, shape):
     torch.manual_seed(0)
     m = build_model({"name": name, "width": 0.5, "dropout": 0.1, "batchnorm": name != "transformer"}, shape, 10)
     out = m(torch.randn(4, *shape))
     assert out.shape == (4, 10)
+
+
+@pytest.mark.parametrize("name", ["cnn1d", "mlp", "transformer"])
+@pytest.mark.parametrize("shape", [(1, 40), (2, 16)])
+def test_signal_models_run_on_1d_signals(name, shape):
+    torch.manual_seed(0)
+    m = build_model({"name": name, "width": 0.5, "dropout": 0.1, "batchnorm": name != "transformer"}, shape, 10)
+    assert m(torch.randn(4, *shape)).shape == (4, 10)
+
+
+def test_cnn1d_is_the_mnist1d_papers_kind_and_refuses_images():
+    m = build_model({"name": "cnn1d"}, (1, 40), 10)
+    convs = [l for l in m.modules() if isinstance(l, torch.nn.Conv1d)]
+    assert [c.out_channels for c in convs] == [25, 25, 25]
+    assert [c.kernel_size for c in convs] == [(5,), (3,), (3,)] and all(c.stride == (2,) for c in convs)
+    assert m.head.in_features == 25 * 5  # 40 -> 19 -> 10 -> 5
+    from losslab.catalog import ModelSpecError
+
+    with pytest.raises(ModelSpecError, match="1-D signals"):
+        build_model({"name": "cnn1d"}, (1, 8, 8), 10)
+    with pytest.raises(ModelSpecError, match="kernel = 45 does not fit"):
+        build_model({"name": "cnn1d", "options": {"kernel": 45}}, (1, 40), 10)
 
 
 def test_simplecnn_is_the_papers_architecture():

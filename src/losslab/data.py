@@ -1,7 +1,10 @@
 """Datasets as preloaded tensors: the built-ins and the researcher's own data.
 
 ``digits`` (scikit-learn's bundled 8x8 handwritten digits) needs no network and is the
-embedded default. ``regression1d`` is a synthetic 1-D regression problem. The torchvision
+embedded default. ``regression1d`` is a synthetic 1-D regression problem. ``mnist1d`` is the
+MNIST-1D benchmark (Greydanus 2020), made by the ``mnist1d`` package's procedural generator
+(``make_dataset``, never its download path) from ``dataset.mnist1d``'s arguments and cached in
+``data_dir/mnist1d/`` as an ``.npz`` named by a hash of those arguments. The torchvision
 image datasets load from ``data_dir`` and download only when asked to.
 
 A researcher's own data (``dataset.name``):
@@ -137,6 +140,73 @@ def _regression1d(split_seed: int, n_train: int = 120, noise: float = 0.1) -> Da
     return Dataset("regression1d", x[:, None], y[:, None], xt[:, None], yt[:, None], "regression", 1)
 
 
+# The mnist1d package's standard generator arguments (mnist1d.data.get_dataset_args, without its
+# download url): 5000 samples, 80 % train, signals of length 40, seed 42.
+MNIST1D_ARGS = {"num_samples": 5000, "train_split": 0.8, "template_len": 12, "padding": [36, 60],
+                "scale_coeff": 0.4, "max_translation": 48, "corr_noise_scale": 0.25, "iid_noise_scale": 0.02,
+                "shear_scale": 0.75, "shuffle_seq": False, "final_seq_length": 40, "seed": 42}
+
+
+def mnist1d_args(options: dict | None) -> dict:
+    """The generator arguments: the package's standard ones with ``dataset.mnist1d`` on top."""
+    return {**MNIST1D_ARGS, **{k: v for k, v in (options or {}).items() if v is not None}}
+
+
+def mnist1d_sizes(options: dict | None) -> tuple[int, int, int]:
+    """(train size, test size, signal length) the generator makes, without running it."""
+    a = mnist1d_args(options)
+    n = a["num_samples"] // 10 * 10
+    n_train = int(n * a["train_split"])
+    return n_train, n - n_train, a["final_seq_length"]
+
+
+def mnist1d_arrays(options: dict | None = None) -> dict[str, np.ndarray]:
+    """MNIST-1D from the package's procedural generator (``make_dataset``; no network), with the
+    global NumPy and ``random`` states it seeds restored afterwards."""
+    import random
+
+    from mnist1d.data import make_dataset
+    from mnist1d.utils import ObjectView
+
+    args = mnist1d_args(options)
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        d = make_dataset(ObjectView(dict(args)))
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return {"x_train": d["x"].astype(np.float32), "y_train": d["y"].astype(np.int64),
+            "x_test": d["x_test"].astype(np.float32), "y_test": d["y_test"].astype(np.int64)}
+
+
+def mnist1d_cache(data_dir: str | Path, options: dict | None) -> Path:
+    """The cached generation of these arguments: ``data_dir/mnist1d/mnist1d-<hash>.npz``."""
+    key = json.dumps(mnist1d_args(options), sort_keys=True)
+    return Path(data_dir) / "mnist1d" / f"mnist1d-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+
+def _mnist1d(data_dir: str | Path, options: dict | None) -> Dataset:
+    path = mnist1d_cache(data_dir, options)
+    arrays = None
+    if path.exists():
+        try:
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in SPLIT_KEYS}
+        except (OSError, ValueError, KeyError, EOFError):
+            arrays = None  # a truncated or foreign file is generated again and replaced
+    if arrays is None:
+        arrays = mnist1d_arrays(options)
+        from .io import atomic_path
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+    t = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    return Dataset("mnist1d", t["x_train"][:, None], t["y_train"], t["x_test"][:, None], t["y_test"],
+                   "classification", 10)
+
+
 def _torchvision(name: str, data_dir: str | Path, download: bool, augment: bool) -> Dataset:
     import torchvision
 
@@ -198,6 +268,7 @@ class DataSpec:
     num_classes: int | None = None
     standardize: bool = True
     options: dict = field(default_factory=dict)
+    mnist1d: dict | None = None  # generator arguments of the built-in mnist1d (null: the package's standard ones)
     label: str | None = None  # the folder name under results_dir (read by the run plan only)
 
     @classmethod
@@ -603,6 +674,8 @@ def load_dataset(
         return _digits(split_seed, test_fraction)
     if name == "regression1d":
         return _regression1d(split_seed)
+    if name == "mnist1d":
+        return _mnist1d(data_dir, user.get("mnist1d"))
     if name in TORCHVISION:
         return _torchvision(name, data_dir, download, augment)
     spec = DataSpec.of(dict(name=name, data_dir=str(data_dir), download=download, split_seed=split_seed,
@@ -657,6 +730,10 @@ def dataset_info(dataset_cfg: dict, cache_dir: str | Path | None = None) -> Data
     :class:`losslab.catalog.InputNotFoundError`, naming the key and the file.
     """
     spec = DataSpec.of(dataset_cfg)
+    if spec.name == "mnist1d":
+        check_available(spec.name, spec.data_dir, spec.download)
+        n_train, n_test, length = mnist1d_sizes(spec.mnist1d)
+        return DatasetInfo((1, length), 10, "classification", n_train, n_test, spec.name)
     if spec.kind in ("embedded", "torchvision"):
         check_available(spec.name, spec.data_dir, spec.download)
         return DatasetInfo(*catalog.builtin_info(spec.name, spec.test_fraction), spec.name)

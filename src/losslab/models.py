@@ -88,6 +88,35 @@ class SimpleCNN(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
+class CNN1D(nn.Module):
+    """A small 1-D CNN of the kind the MNIST-1D paper uses (Greydanus 2020): strided
+    convolutions (the first of length ``kernel``, then 3; stride 2, padding 1), each followed by
+    an optional BatchNorm and a ReLU, then a linear head on the flattened features."""
+
+    def __init__(self, in_shape, num_outputs, width=1.0, dropout=0.0, batchnorm=False, channels=(25, 25, 25), kernel=5):
+        super().__init__()
+        if len(in_shape) != 2:
+            raise ValueError(f"cnn1d needs 1-D signals of shape C x L; the data's input shape is {tuple(in_shape)}")
+        c_in, length = in_shape
+        layers: list[nn.Module] = []
+        for i, c in enumerate(channels):
+            k = kernel if i == 0 else 3
+            new = (length + 2 - k) // 2 + 1
+            if new < 1:
+                raise _OptionError("kernel", f"a first convolution of length {k} does not fit a signal of length "
+                                             f"{in_shape[1]} (with padding 1); use a kernel of at most {in_shape[1] + 2}")
+            c_out = _ch(c, width)
+            layers += [nn.Conv1d(c_in, c_out, k, stride=2, padding=1),
+                       nn.BatchNorm1d(c_out) if batchnorm else nn.Identity(), nn.ReLU()]
+            c_in, length = c_out, new
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(c_in * length, num_outputs)
+
+    def forward(self, x):
+        return self.head(self.dropout(self.features(x)))
+
+
 class MLP(nn.Module):
     """Fully connected ReLU network on the flattened input."""
 
@@ -272,6 +301,7 @@ class Transformer(nn.Module):
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "simplecnn": SimpleCNN,
     "mlp": MLP,
+    "cnn1d": CNN1D,
     "resnet20": ResNet20,
     "vgg_small": VGGSmall,
     "transformer": Transformer,
