@@ -439,6 +439,97 @@ def score(tables: dict) -> pd.DataFrame:
     return card
 
 
+# ---- several experiments: the claims matrix ---------------------------------------------------
+# Claims read on a stage that no dataset or model changes (the toy wedge model): scored once per
+# run, in a column of their own (the results folder of that stage), not once per experiment.
+SHARED_CLAIMS = {"toy_hyperplanes": "toy_wedge"}
+
+
+def score_runs(runs: dict[str, dict]) -> pd.DataFrame:
+    """The claims matrix in long form: one row per (experiment, claim). ``runs``: experiment
+    label (``dataset/model``) -> its tables, as :func:`score` takes them. A claim of
+    :data:`SHARED_CLAIMS` gets one row, under its own column, from the first experiment that has
+    its table. Rows are in :data:`CLAIMS` order, then in the order of ``runs``."""
+    parts, shared = [], {}
+    for label, tables in runs.items():
+        card = score(tables).assign(experiment=label)
+        for name, column in SHARED_CLAIMS.items():
+            row = card[card["claim"] == name]
+            if column not in shared or (shared[column]["verdict"].iloc[0] == NOT_RUN and row["verdict"].iloc[0] != NOT_RUN):
+                shared[column] = row.assign(experiment=column)
+        parts.append(card[~card["claim"].isin(SHARED_CLAIMS)])
+    long = pd.concat(parts + list(shared.values()), ignore_index=True)
+    order = {c: i for i, c in enumerate(CLAIMS)}
+    cols = {e: i for i, e in enumerate(list(runs) + list(shared))}
+    long = long.assign(_c=long["claim"].map(order), _e=long["experiment"].map(cols))
+    long = long.sort_values(["_c", "_e"], kind="stable").drop(columns=["_c", "_e"]).reset_index(drop=True)
+    return long[["experiment"] + COLUMNS]
+
+
+def experiments_of(card: pd.DataFrame) -> list[str]:
+    """The experiments of a card, in its order (the shared columns last)."""
+    if "experiment" not in card.columns:
+        return []
+    found = list(dict.fromkeys(card["experiment"]))
+    return [e for e in found if e not in SHARED_CLAIMS.values()] + [e for e in found if e in SHARED_CLAIMS.values()]
+
+
+def summary_text(card: pd.DataFrame, claim: str) -> str:
+    """``holds in k of n experiments``: n counts the experiments where the claim was scored."""
+    rows = card[(card["claim"] == claim) & (card["verdict"] != NOT_RUN)]
+    if rows.empty:
+        return "not run"
+    k = int((rows["verdict"] == HOLDS).sum())
+    return f"holds in {k} of {len(rows)}" + (" experiment" if len(rows) == 1 else " experiments")
+
+
+def cell_text(r) -> str:
+    return f"{r.verdict}: {interval_text(r)}"
+
+
+def matrix(card: pd.DataFrame) -> pd.DataFrame:
+    """Claims by experiments: each cell the verdict with the effect and its interval ('' where the
+    claim has no row), and the summary column."""
+    exps = experiments_of(card)
+    out = pd.DataFrame("", index=list(dict.fromkeys(card["claim"])), columns=exps + ["summary"])
+    for r in card.itertuples():
+        out.loc[r.claim, r.experiment] = cell_text(r)
+    for c in out.index:
+        out.loc[c, "summary"] = summary_text(card, c)
+    return out
+
+
+def matrix_markdown(card: pd.DataFrame) -> str:
+    """The claims matrix as a markdown table (docs/stages.md, the README)."""
+    m = matrix(card)
+    out = ["| claim | " + " | ".join(f"`{e}`" for e in m.columns[:-1]) + " | summary |",
+           "|---|" + "---|" * len(m.columns)]
+    for claim, row in m.iterrows():
+        out.append(f"| `{claim}` | " + " | ".join(_md(v) or "" for v in row) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _matrix_html(card: pd.DataFrame, esc) -> str:
+    exps = experiments_of(card)
+    head = "".join(f"<th>{esc(e)}</th>" for e in exps)
+    rows = []
+    for claim in dict.fromkeys(card["claim"]):
+        cells = []
+        for e in exps:
+            hit = card[(card["claim"] == claim) & (card["experiment"] == e)]
+            if hit.empty:
+                cells.append("<td></td>")
+                continue
+            r = next(hit.itertuples())
+            cells.append(f"<td style='background:{COLOUR.get(r.verdict, '#fff')}'><b>{esc(r.verdict)}</b><br>"
+                         f"{esc(interval_text(r))}</td>")
+        rows.append(f"<tr><td>{esc(claim)}</td>{''.join(cells)}<td>{esc(summary_text(card, claim))}</td></tr>")
+    return ("<h2>Claims by experiment</h2><p>Each cell: the verdict, the effect and its 95 % interval. The last "
+            "column counts the experiments where the claim holds, of those where it was scored.</p>"
+            "<table border='1' cellpadding='4' style='border-collapse:collapse;font-family:sans-serif;font-size:13px'>"
+            f"<tr><th>claim</th>{head}<th>summary</th></tr>\n" + "\n".join(rows) + "\n</table>")
+
+
 # ---- renderings: HTML page, report landing page, markdown for the docs ------------------------
 COLOUR = {HOLDS: "#d9f2d9", FAILS: "#f8d7d7", INCONCLUSIVE: "#fff3c4", NOT_RUN: "#eeeeee"}
 
@@ -460,20 +551,24 @@ def counts_text(card: pd.DataFrame) -> str:
 
 
 def html(card: pd.DataFrame, title: str = "losslab reproduction scorecard") -> str:
-    """A self-contained HTML page of the scorecard."""
+    """A self-contained HTML page of the scorecard: the claims matrix (with an ``experiment``
+    column), then every row in full."""
     esc = lambda v: str(v).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
+    exp = (lambda r: f"<td>{esc(r.experiment)}</td>") if "experiment" in card.columns else (lambda r: "")
     rows = "\n".join(
-        f"<tr style='background:{COLOUR.get(r.verdict, '#fff')}'><td>{esc(r.claim)}</td><td>{esc(r.source)}</td>"
+        f"<tr style='background:{COLOUR.get(r.verdict, '#fff')}'>{exp(r)}<td>{esc(r.claim)}</td><td>{esc(r.source)}</td>"
         f"<td>{esc(r.statement)}</td><td>{esc(r.criterion)}</td><td>{esc(interval_text(r))}</td>"
         f"<td>{r.n_replicates} {esc(r.replicate_unit)}</td><td>{esc(r.measured)}</td>"
         f"<td><b>{esc(r.verdict)}</b>{'<br>' + esc(r.note) if r.note else ''}</td></tr>"
         for r in card.itertuples())
+    grid = _matrix_html(card, esc) + "<h2>Every claim in full</h2>" if "experiment" in card.columns else ""
+    exp_head = "<th>experiment</th>" if "experiment" in card.columns else ""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title></head><body>"
             f"<h1>{esc(title)}</h1><p>{counts_text(card)}. Each verdict reads a 95 % interval against a threshold fixed "
             "in losslab/scorecard.py before any run: holds when the interval lies on the claim's side, does not "
             "hold when it lies on the other, inconclusive when it covers the threshold.</p>"
-            "<table border='1' cellpadding='4' style='border-collapse:collapse;font-family:sans-serif;font-size:13px'>"
-            "<tr><th>claim</th><th>seed work</th><th>statement</th><th>criterion</th><th>effect [95 % interval]</th>"
+            f"{grid}<table border='1' cellpadding='4' style='border-collapse:collapse;font-family:sans-serif;font-size:13px'>"
+            f"<tr>{exp_head}<th>claim</th><th>seed work</th><th>statement</th><th>criterion</th><th>effect [95 % interval]</th>"
             f"<th>replicates</th><th>measured</th><th>verdict</th></tr>\n{rows}\n</table></body></html>\n")
 
 
@@ -484,14 +579,23 @@ SECTION_OF = {"curve_barrier": "Curves", "ensemble_phi_0.3": "Curves", "toy_hype
 
 
 def landing_rst(card: pd.DataFrame, intro: str) -> str:
-    """The report's landing page: the counts, each claim's verdict with its effect and interval, and
-    a link to the report section of the figures it is read on."""
+    """The report's landing page: the counts, then claims by experiments (each cell the verdict,
+    the effect and its interval), how many experiments each claim holds in, and a link to the
+    report section of the figures it is read on."""
+    exps = experiments_of(card) or [""]
     lines = [intro.rstrip(), "", f"**Scorecard**: {counts_text(card)} (the whole table: `Scorecard`_).", "",
-             ".. list-table::", "   :header-rows: 1", "",
-             "   * - claim", "     - verdict", "     - effect [95 % interval] against the threshold", "     - replicates", "     - figures"]
-    for r in card.itertuples():
-        lines += [f"   * - {r.claim}", f"     - **{r.verdict}**", f"     - effect {interval_text(r)}; holds {r.side} {r.threshold:g}",
-                  f"     - {r.n_replicates}", f"     - `{SECTION_OF[r.claim]}`_"]
+             ".. list-table::", "   :header-rows: 1", "", "   * - claim"]
+    lines += [f"     - {e or 'verdict and effect [95 % interval]'}" for e in exps]
+    lines += ["     - threshold", "     - summary", "     - figures"]
+    for claim in dict.fromkeys(card["claim"]):
+        lines.append(f"   * - {claim}")
+        for e in exps:
+            hit = card[(card["claim"] == claim) & ((card["experiment"] == e) if e else True)]
+            lines.append("     - " + (f"**{hit['verdict'].iloc[0]}** {interval_text(next(hit.itertuples()))}"
+                                      if not hit.empty else ""))
+        c = CLAIMS[claim]
+        lines += [f"     - holds {c.side} {c.threshold:g}", f"     - {summary_text(card, claim)}",
+                  f"     - `{SECTION_OF[claim]}`_"]
     return "\n".join(lines) + "\n"
 
 
@@ -511,12 +615,14 @@ def criteria_markdown() -> str:
 
 
 def card_markdown(card: pd.DataFrame) -> str:
-    """A finished run's scorecard as the markdown table quoted in docs/stages.md."""
-    out = [f"{counts_text(card)}.", "", "| claim | effect [95 % interval] | threshold | replicates | measured | verdict |",
-           "|---|---|---|---|---|---|"]
+    """A finished run's scorecard as the markdown table quoted in docs/stages.md (with an
+    experiment column when the run has several)."""
+    many = len([e for e in experiments_of(card) if e not in SHARED_CLAIMS.values()]) > 1
+    out = [f"{counts_text(card)}.", "", ("| experiment " if many else "") + "| claim | effect [95 % interval] | threshold | "
+           "replicates | measured | verdict |", ("|---" if many else "") + "|---|---|---|---|---|---|"]
     for r in card.itertuples():
-        out.append(f"| `{r.claim}` | {interval_text(r)} | {r.side} {r.threshold:g} | {r.n_replicates} | "
-                   f"{_md(r.measured)} | **{r.verdict}** |")
+        out.append((f"| `{r.experiment}` " if many else "") + f"| `{r.claim}` | {interval_text(r)} | {r.side} "
+                   f"{r.threshold:g} | {r.n_replicates} | {_md(r.measured)} | **{r.verdict}** |")
     return "\n".join(out) + "\n"
 
 
@@ -524,8 +630,13 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m losslab.scorecard",
                                 description="Print the scorecard criteria, or a finished run's scorecard, as markdown.")
     p.add_argument("table", nargs="?", help="results/scorecard.parquet (omit to print the criteria table)")
+    p.add_argument("--matrix", action="store_true", help="print the claims matrix (claims by experiments) instead")
     a = p.parse_args(argv)
-    print(card_markdown(pd.read_parquet(a.table)) if a.table else criteria_markdown(), end="")
+    if not a.table:
+        print(criteria_markdown(), end="")
+        return
+    card = pd.read_parquet(a.table)
+    print(matrix_markdown(card) if a.matrix else card_markdown(card), end="")
 
 
 if __name__ == "__main__":

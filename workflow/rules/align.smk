@@ -9,8 +9,7 @@
 #   .../instability/{setting}/seed{s}/states/epoch{k}.pt, k{k}/copy{c}.pt, k{k}/line.parquet
 from losslab.plan import align as AL
 
-ALIGN = config["align"]
-_INS = ALIGN["instability"]
+_INS = config["align"]["instability"]  # its epochs shape the outputs: shared by every experiment
 
 
 rule align_pair:
@@ -22,7 +21,7 @@ rule align_pair:
         aligned=out(AL.OUT["aligned"]),
     params:
         spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, AL.pair_of(PLAN, wc)["setting"]),
-        align={k: ALIGN[k] for k in ("seed", "max_iter")},
+        align=xcfg("align", pick=("seed", "max_iter")),
     log:
         "logs/{dataset}/{model}/align/{pair}/{method}.log",
     benchmark:
@@ -46,7 +45,7 @@ rule align_lines:
     params:
         spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, AL.pair_of(PLAN, wc)["setting"]),
         ids=lambda wc: {k: AL.pair_of(PLAN, wc)[k] for k in ("setting", "seed_a", "seed_b")},
-        lines={k: ALIGN[k] for k in ("methods", "repair", "points")},
+        lines=xcfg("align", pick=("methods", "repair", "points")),
     log:
         "logs/{dataset}/{model}/align/{pair}/lines.log",
     benchmark:
@@ -89,8 +88,8 @@ rule align_width:
     params:
         spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, wc.setting),
         width=lambda wc: {"width": AL.stage(PLAN, wc.dataset, wc.model)["widths"][wc.setting]["width"], "pairs": AL.stage(PLAN, wc.dataset, wc.model)["widths"][wc.setting]["pairs"],
-                          "seeds": list(AL.stage(PLAN, wc.dataset, wc.model)["widths"][wc.setting]["ckpts"]), "method": ALIGN["width"]["method"]},
-        lines={k: ALIGN[k] for k in ("repair", "points", "seed", "max_iter")},
+                          "seeds": list(AL.stage(PLAN, wc.dataset, wc.model)["widths"][wc.setting]["ckpts"]), "method": PLAN.config_of(wc.dataset, wc.model)["align"]["width"]["method"]},
+        lines=xcfg("align", pick=("repair", "points", "seed", "max_iter")),
     log:
         "logs/{dataset}/{model}/align/width/{setting}.log",
     benchmark:
@@ -175,7 +174,7 @@ rule instability_k:
     params:
         spec=lambda wc: PLAN.endpoint_params(wc.dataset, wc.model, AL.instability_of(PLAN, wc)["setting"]),
         seed=lambda wc: AL.instability_of(PLAN, wc)["seed"],
-        points=ALIGN["points"],
+        points=xcfg("align", "points"),
     log:
         "logs/{dataset}/{model}/instability/{spawn}/k{k}.log",
     benchmark:

@@ -21,6 +21,19 @@ def lib(*modules):
     return [str(module_file(m)) for m in library_closure(("__init__", "io", "device") + modules)]
 
 
+def xcfg(*path, pick=None):
+    """A param read from the config of the job's experiment ({dataset}/{model} wildcards): with
+    `experiments:`, each entry's overrides on the top level (losslab.plan.experiments)."""
+
+    def get(wc):
+        node = PLAN.config_of(wc.dataset, wc.model)
+        for p in path:
+            node = node[p]
+        return {k: node[k] for k in pick} if pick else node
+
+    return get
+
+
 def gpu_resources(runtime=60, mem_mb=4000):
     """Resources of a GPU-tagged rule. compute.gpus_per_job: 0 makes it CPU-only."""
     res = {"runtime": runtime, "mem_mb": mem_mb}

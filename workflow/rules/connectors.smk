@@ -5,8 +5,6 @@
 # dimension against the network's parameter count.
 from losslab.plan import connectors as CN
 
-CON = config["connectors"]
-
 
 rule connector:
     input:
@@ -18,7 +16,7 @@ rule connector:
     params:
         dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
         opt=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["opt"],
-        segments=CON["segments"],
+        segments=xcfg("connectors", "segments"),
     log:
         "logs/{dataset}/{model}/connectors/{connector}/connector.log",
     benchmark:
@@ -42,8 +40,8 @@ rule connector_path:
         cosines=out(CN.OUT["cosines"]),
     params:
         dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
-        evaluation=config["evaluation"],
-        eval_points=CON["eval_points"],
+        evaluation=xcfg("evaluation"),
+        eval_points=xcfg("connectors", "eval_points"),
     log:
         "logs/{dataset}/{model}/connectors/{connector}/path.log",
     benchmark:
@@ -66,8 +64,8 @@ rule connector_short_directions:
         table=out(CN.OUT["short"]),
     params:
         dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
-        evaluation=config["evaluation"],
-        short=CON["short_directions"],
+        evaluation=xcfg("evaluation"),
+        short=xcfg("connectors", "short_directions"),
     log:
         "logs/{dataset}/{model}/connectors/{connector}/short_directions.log",
     benchmark:
@@ -91,7 +89,7 @@ rule mconnector:
     params:
         dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
         opt=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["opt"],
-        resolution=CON["mconnector"]["resolution"],
+        resolution=xcfg("connectors", "mconnector", "resolution"),
     log:
         "logs/{dataset}/{model}/mconnectors/{mconnector}/triangle.log",
     benchmark:
@@ -114,8 +112,8 @@ rule mconnector_surface:
         table=out(CN.OUT["m_surface"]),
     params:
         dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
-        evaluation=config["evaluation"],
-        eval_resolution=CON["mconnector"]["eval_resolution"],
+        evaluation=xcfg("evaluation"),
+        eval_resolution=xcfg("connectors", "mconnector", "eval_resolution"),
     log:
         "logs/{dataset}/{model}/mconnectors/{mconnector}/surface.log",
     benchmark:
@@ -138,10 +136,10 @@ rule mconnector_centre:
         centres=out(CN.OUT["centres"]),
     params:
         dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
-        evaluation=config["evaluation"],
+        evaluation=xcfg("evaluation"),
         opt=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["opt"],
-        short=CON["short_directions"],
-        centre_n=CON["mconnector"]["centre_n"],
+        short=xcfg("connectors", "short_directions"),
+        centre_n=xcfg("connectors", "mconnector", "centre_n"),
     log:
         "logs/{dataset}/{model}/mconnectors/{mconnector}/centre.log",
     benchmark:

@@ -110,7 +110,7 @@ rule curve_predictions:
         data=out(CV.OUT["data"]),
     params:
         spec=lambda wc: CV.curve_spec(PLAN, wc),
-        functions={k: config["curves"]["regression"][k] for k in ("ts", "grid", "x_range")},
+        functions=xcfg("curves", "regression", pick=("ts", "grid", "x_range")),
     log:
         "logs/{dataset}/{model}/curves/{curve}/predictions.log",
     benchmark:

@@ -6,7 +6,6 @@
 #   snapshots/seed{s}.parquet, curve/{curve}.parquet, summary.parquet
 from losslab.plan import ensembles as EN
 
-ENS = config["ensembles"]
 
 
 rule ensemble_independent:
@@ -17,8 +16,8 @@ rule ensemble_independent:
         table=out(EN.OUT["independent"]),
     params:
         spec=lambda wc: EN.spec(PLAN, wc),
-        seeds=ENS["seeds"],
-        max_subsets=ENS["max_subsets"],
+        seeds=xcfg("ensembles", "seeds"),
+        max_subsets=xcfg("ensembles", "max_subsets"),
         epochs=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["epochs"],
     log:
         "logs/{dataset}/{model}/ensembles/independent.log",
@@ -42,7 +41,7 @@ rule ensemble_fge:
         members=out(EN.OUT["fge_members"]),
     params:
         spec=lambda wc: EN.spec(PLAN, wc),
-        fge=ENS["fge"],
+        fge=xcfg("ensembles", "fge"),
         epochs=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["epochs"],
     log:
         "logs/{dataset}/{model}/ensembles/fge/seed{seed}.log",
@@ -66,7 +65,7 @@ rule ensemble_snapshots:
         members=out(EN.OUT["snapshot_members"]),
     params:
         spec=lambda wc: EN.spec(PLAN, wc),
-        snapshots=ENS["snapshots"],
+        snapshots=xcfg("ensembles", "snapshots"),
         epochs=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["epochs"],
     log:
         "logs/{dataset}/{model}/ensembles/snapshots/seed{seed}.log",
@@ -89,7 +88,7 @@ rule ensemble_curve:
         table=out(EN.OUT["curve"]),
     params:
         spec=lambda wc: EN.spec(PLAN, wc),
-        members=ENS["curve"]["members"],
+        members=xcfg("ensembles", "curve", "members"),
         budget=lambda wc: 2 * EN.stage(PLAN, wc.dataset, wc.model)["epochs"] + EN.curve_of(PLAN, wc)["epochs"],
     log:
         "logs/{dataset}/{model}/ensembles/curve/{curve}.log",
@@ -113,7 +112,7 @@ rule ensemble_simplex:
         table=out(EN.OUT["simplex"]),
     params:
         spec=lambda wc: EN.spec(PLAN, wc),
-        simplex=ENS["simplex"],
+        simplex=xcfg("ensembles", "simplex"),
         budget=lambda wc: EN.stage(PLAN, wc.dataset, wc.model)["simplex"]["budget"],
     log:
         "logs/{dataset}/{model}/ensembles/simplex.log",

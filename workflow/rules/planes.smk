@@ -10,8 +10,6 @@
 # (src/losslab/plan/planes.py) lists every plane, including the tunnel stage's slices.
 from losslab.plan import planes as PL_PLAN
 
-PL = config["planes"]
-
 
 rule plane_basis:
     input:
@@ -23,7 +21,7 @@ rule plane_basis:
         points=out(PL_PLAN.OUT["points"]),
     params:
         plane=lambda wc: {"name": wc.plane, "kind": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["kind"], "names": list(PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["inputs"]),
-                          "margin": PL["margin"], "random": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["random"]},
+                          "margin": PLAN.config_of(wc.dataset, wc.model)["planes"]["margin"], "random": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["random"]},
     wildcard_constraints:
         plane=PL_PLAN.single_tile_constraint(PLAN, False),
     log:
@@ -47,8 +45,8 @@ rule plane_tile:
         tile=out(PL_PLAN.OUT["tile"]),
     params:
         grid=lambda wc: {"resolution": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["resolution"], "tiles_per_side": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["tiles"],
-                         "engine": PL["engine"], "dataset": PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
-                         "evaluation": config["evaluation"]},
+                         "engine": PLAN.config_of(wc.dataset, wc.model)["planes"]["engine"], "dataset": PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
+                         "evaluation": PLAN.config_of(wc.dataset, wc.model)["evaluation"]},
     log:
         "logs/{dataset}/{model}/planes/{plane}/tile{i}_{j}.log",
     benchmark:
@@ -96,10 +94,10 @@ rule plane_single:
     params:
         plane=lambda wc: {"name": wc.plane, "kind": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["kind"],
                           "names": list(PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["inputs"]),
-                          "margin": PL["margin"], "random": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["random"]},
+                          "margin": PLAN.config_of(wc.dataset, wc.model)["planes"]["margin"], "random": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["random"]},
         grid=lambda wc: {"resolution": PL_PLAN.plane_def(PLAN, wc.dataset, wc.model, wc.plane)["resolution"],
-                         "tiles_per_side": 1, "engine": PL["engine"],
-                         "dataset": PLAN.experiment(wc.dataset, wc.model).dataset_cfg, "evaluation": config["evaluation"]},
+                         "tiles_per_side": 1, "engine": PLAN.config_of(wc.dataset, wc.model)["planes"]["engine"],
+                         "dataset": PLAN.experiment(wc.dataset, wc.model).dataset_cfg, "evaluation": PLAN.config_of(wc.dataset, wc.model)["evaluation"]},
     wildcard_constraints:
         plane=PL_PLAN.single_tile_constraint(PLAN, True),
     log:
@@ -124,8 +122,8 @@ rule curve_track:
     output:
         track=out(PL_PLAN.OUT["track"]),
     params:
-        t_marks=PL["render"]["t_marks"],
-        max_frames=PL["render"]["max_frames"],
+        t_marks=xcfg("planes", "render", "t_marks"),
+        max_frames=xcfg("planes", "render", "max_frames"),
     log:
         "logs/{dataset}/{model}/planes/{plane}/track.log",
     benchmark:
@@ -151,7 +149,7 @@ rule plot_plane:
         vts=out(PL_PLAN.OUT["vts"]),
         vtp=out(PL_PLAN.OUT["vtp"]),
     params:
-        render={k: PL["render"][k] for k in ("levels", "t_marks")},
+        render=xcfg("planes", "render", pick=("levels", "t_marks")),
     log:
         "logs/{dataset}/{model}/figures/planes/{plane}.log",
     benchmark:
@@ -175,7 +173,7 @@ rule animate_curve_training:
                    category="Loss planes", labels={"dataset": "{dataset}", "model": "{model}", "plane": "{plane} (training)"}),
         **({"mp4": out(PL_PLAN.OUT["mp4"])} if PL_PLAN.have_ffmpeg() else {}),
     params:
-        render={k: PL["render"][k] for k in ("levels", "fps")},
+        render=xcfg("planes", "render", pick=("levels", "fps")),
     log:
         "logs/{dataset}/{model}/figures/planes/{plane}-training.log",
     benchmark:

@@ -10,6 +10,7 @@ rule scorecard:
         code=lib("scorecard"),
     params:
         ids=lambda wc: SC.file_ids(PLAN),
+        experiments=lambda wc: SC.experiments(PLAN),
         intro=open(os.path.join(workflow.basedir, "workflow", "report", "workflow.rst")).read(),
     output:
         table=out(SC.OUT["table"]),

@@ -8,7 +8,6 @@
 #       mconnectors/{mconnector}/...                               the m-connector centres
 from losslab.plan import spectra as SP
 
-SPC = config["spectra"]
 
 
 rule spectra_curve:
@@ -20,8 +19,8 @@ rule spectra_curve:
     params:
         spec=lambda wc: SP.curve_spec(PLAN, wc),
         spectra=SP.settings(PLAN),
-        ts=SPC["ts"],
-        density=SPC["density"],
+        ts=xcfg("spectra", "ts"),
+        density=xcfg("spectra", "density"),
     log:
         "logs/{dataset}/{model}/spectra/curves/{curve}.log",
     benchmark:
@@ -42,9 +41,9 @@ rule spectra_connector:
     output:
         **{t: out(SP.OUT["connector"], table=t) for t in SP.TABLES},
     params:
-        spec=lambda wc: SP.spec(PLAN, wc, config["connectors"]["setting"]),
+        spec=lambda wc: SP.spec(PLAN, wc, PLAN.config_of(wc.dataset, wc.model)["connectors"]["setting"]),
         spectra=SP.settings(PLAN),
-        density=SPC["density"],
+        density=xcfg("spectra", "density"),
     log:
         "logs/{dataset}/{model}/spectra/connectors/{connector}.log",
     benchmark:
@@ -65,9 +64,9 @@ rule spectra_centres:
     output:
         **{t: out(SP.OUT["centres"], table=t) for t in SP.TABLES},
     params:
-        spec=lambda wc: SP.spec(PLAN, wc, config["connectors"]["setting"]),
+        spec=lambda wc: SP.spec(PLAN, wc, PLAN.config_of(wc.dataset, wc.model)["connectors"]["setting"]),
         spectra=SP.settings(PLAN),
-        density=SPC["density"],
+        density=xcfg("spectra", "density"),
     log:
         "logs/{dataset}/{model}/spectra/mconnectors/{mconnector}.log",
     benchmark:

@@ -6,8 +6,6 @@
 # results/{dataset}/{model}/swa/{schedule}/lr{lr}/seed{seed}/{snapshots.pt,points,lines,summary}.
 from losslab.plan import swa as SW
 
-SWA = config["swa"]
-
 
 rule swa_run:
     input:
@@ -19,9 +17,9 @@ rule swa_run:
         lines=[out(t) for t in SW.run_outputs(PLAN, "lines")],
         summary=[out(t) for t in SW.run_outputs(PLAN, "summary")],
     params:
-        swa={**{k: SWA[k] for k in SW.SWA_KEYS}, "start_setting": SWA["start_setting"]},
+        swa=xcfg("swa", pick=SW.SWA_KEYS + ("start_setting",)),
         runs=lambda wc: [{k: r[k] for k in ("id", "schedule", "lr")} for r in SW.seed_runs(PLAN, wc)],
-        spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, SWA["start_setting"]),
+        spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, PLAN.config_of(wc.dataset, wc.model)["swa"]["start_setting"]),
     log:
         "logs/{dataset}/{model}/swa/seed{seed}.log",
     benchmark:

@@ -6,19 +6,18 @@
 # per setting probes all its seeds: results/{dataset}/{model}/tunnels/{setting}/{widths,profile}.parquet.
 from losslab.plan import tunnels as TN
 
-TUN = config["tunnels"]
 
 
 rule tunnel_widths:
     input:
         code=lib("job", "data", "models", "flat", "tunnels"),
-        ckpts=lambda wc: PLAN.stages["tunnels"]["ckpts"][wc.setting],
+        ckpts=lambda wc: TN.stage(PLAN, wc.dataset, wc.model)["ckpts"][wc.setting],
     output:
         widths=out(TN.OUT["widths"]),
         profile=out(TN.OUT["profile"]),
     params:
-        tunnels={k: TUN[k] for k in TN.TUNNEL_KEYS},
-        seeds=TUN["seeds"],
+        tunnels=xcfg("tunnels", pick=TN.TUNNEL_KEYS),
+        seeds=xcfg("tunnels", "seeds"),
         spec=lambda wc: PLAN.experiment_spec(wc.dataset, wc.model, wc.setting),
     log:
         "logs/{dataset}/{model}/tunnels/{setting}.log",
@@ -42,7 +41,7 @@ rule tunnel_summary:
         profiles=out(TN.OUT["all_profiles"]),
         summary=out(TN.OUT["summary"]),
     params:
-        sweep=PLAN.stages["tunnels"]["sweep"],
+        sweep=lambda wc: TN.stage(PLAN, wc.dataset, wc.model)["sweep"],
     log:
         "logs/{dataset}/{model}/tunnels/summary.log",
     benchmark:

@@ -14,15 +14,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import align, connectors, curves, endpoints, ensembles, planes, scorecard, spectra, swa, tunnels, wedge
+from . import align, connectors, curves, endpoints, ensembles, experiments, planes, scorecard, spectra, swa, tunnels, wedge
 from .core import Experiment, Plan, PlanError, derive_seed_lists, key_text, value_label  # noqa: F401 (re-exported)
-from ..config import load_schema
+from ..config import ConfigError, load_schema
 from .. import catalog
 from .probe import Probe
 
 
 def build_plan(config: dict, cache_dir=None) -> Plan:
-    """The whole run plan of a validated config (see the module docstring); raises PlanError."""
+    """The whole run plan of a validated config (see the module docstring); raises PlanError.
+    With ``experiments:``, each entry is planned as a run of its own and the plans are merged
+    (:mod:`.experiments`)."""
+    if not config.get("experiments"):
+        return _build_one(config, cache_dir)
+    subs = []
+    for where, cfg in experiments.entry_configs(config):
+        try:
+            sub = _build_one(cfg, cache_dir)
+        except ConfigError as exc:
+            raise PlanError(*[f"{where}: {line}" for line in experiments.error_lines(exc)]) from None
+        for exp in sub.experiments.values():
+            exp.entry = where
+        subs.append((where, sub))
+    return experiments.merge(config, subs)
+
+
+def _build_one(config: dict, cache_dir=None) -> Plan:
+    """The plan of one experiment (plus the shared toy and regression experiments)."""
     plan = Plan(config)
     # 1. experiments and every setting
     endpoints.add_main_experiment(plan)
@@ -48,6 +66,9 @@ def build_plan(config: dict, cache_dir=None) -> Plan:
     # 4. the endpoint jobs those requests need
     endpoints.finish(plan)
     probe.save()
+    plan.runs = [plan.main]
+    for exp in plan.experiments.values():
+        exp.config = config
     return plan
 
 

@@ -20,6 +20,7 @@ class PlanError(ConfigError):
     """A configuration the workflow cannot run; each line names the key, the value and what to do."""
 
     def __init__(self, *lines: str):
+        self.lines = list(lines)
         super().__init__("invalid configuration:\n  " + "\n  ".join(lines))
 
 
@@ -66,6 +67,8 @@ class Experiment:
     settings: dict = field(default_factory=dict)   # name -> Setting
     info: dict | None = None      # dataset facts: in_shape, num_outputs, task, n_train, n_test
     networks: dict = field(default_factory=dict)   # setting name -> network facts (probe)
+    config: dict | None = None    # the whole config its stages read (an `experiments:` entry's own)
+    entry: str = ""               # which `experiments:` entry made it (messages), "" for a single run
 
     @property
     def key(self) -> tuple[str, str]:
@@ -115,6 +118,7 @@ class Plan:
         self.res = config["results_dir"]
         self.experiments: dict[tuple[str, str], Experiment] = {}
         self.main: tuple[str, str] | None = None
+        self.runs: list[tuple[str, str]] = []      # the configured experiments (dataset, model), in order
         self.jobs: dict[tuple, Job] = {}
         self.endpoints: dict[tuple, dict] = {}    # (dataset, model, setting, seed) -> request info
         self.stages: dict[str, dict] = {}          # stage name -> its own plan data
@@ -158,6 +162,11 @@ class Plan:
     def main_experiment(self) -> Experiment:
         return self.experiments[self.main]
 
+    def config_of(self, dataset: str, model: str) -> dict:
+        """The config an experiment's stages read: its ``experiments:`` entry merged on the top
+        level (or the top level itself in a single-experiment run)."""
+        return self.experiment(dataset, model).config or self.config
+
     def need_endpoint(self, exp: Experiment, setting: str, seed: int, key: str) -> str:
         """The checkpoint of endpoint (setting, seed); the endpoint stage plans the job making it."""
         s = exp.setting(setting, key)
@@ -176,7 +185,7 @@ class Plan:
         exp = self.experiment(dataset, model)
         exp.setting(setting, "setting")
         return canonical({"dataset": exp.dataset_cfg, "model": exp.setting_model(setting),
-                          "train": exp.setting_train(setting), "evaluation": self.config["evaluation"]})
+                          "train": exp.setting_train(setting), "evaluation": self.config_of(dataset, model)["evaluation"]})
 
     def experiment_spec(self, dataset: str, model: str, setting: str) -> dict:
         """Dataset, model and evaluation of a setting: what builds and evaluates its network."""

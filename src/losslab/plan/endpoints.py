@@ -68,7 +68,7 @@ def plan_summary(plan: Plan) -> None:
         return
     for s, seed in members:
         plan.need_endpoint(exp, s, seed, "endpoints.seeds")
-    plan.stages["endpoints"] = {"members": members}
+    plan.stages["endpoints"] = {exp.key: {"members": members}}
     ids = dict(dataset=exp.dataset, model=exp.model)
     plan.add_job("endpoint_summary", exp.key, table=plan.path(OUT["summary"], **ids))
     plan.add_job("plot_endpoint_training", exp.key, png=plan.path(OUT["figure"], **ids),
@@ -88,7 +88,7 @@ def external_file(plan: Plan, wc) -> dict:
 
 
 def summary_metrics(plan: Plan, dataset: str, model: str) -> list[str]:
-    members = plan.stages["endpoints"]["members"]
+    members = plan.stages["endpoints"][(dataset, model)]["members"]
     return [plan.path(OUT["metrics"], dataset=dataset, model=model, setting=s, seed=seed) for s, seed in members]
 
 

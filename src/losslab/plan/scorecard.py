@@ -1,5 +1,6 @@
-"""Plan of the scorecard: one final job that reads the replicate-level tables of the main
-experiment's stages (those that run) and writes results/scorecard.parquet and its report page."""
+"""Plan of the scorecard: one final job that reads the replicate-level tables of every
+experiment's stages (those that run) and writes results/scorecard.parquet (one row per experiment
+and claim: the claims matrix) and its report page."""
 from __future__ import annotations
 
 from .core import Plan
@@ -12,12 +13,12 @@ def plan_scorecard(plan: Plan) -> None:
                  landing=plan.path(OUT["landing"]))
 
 
-def tables(plan: Plan) -> dict[str, tuple[list[str], list[dict]]]:
+def tables(plan: Plan, key: tuple[str, str] | None = None) -> dict[str, tuple[list[str], list[dict]]]:
     """Table name (``losslab.scorecard.TABLES``) -> (files, the columns naming each file's
-    replicate), for each stage of the main experiment that runs."""
+    replicate), for each stage of experiment ``key`` (default: the first) that runs."""
     from . import connectors, curves, swa, tunnels, wedge
 
-    exp = plan.main_experiment
+    exp = plan.experiments[key or plan.main]
     ids = dict(dataset=exp.dataset, model=exp.model)
     found: dict = {}
     mine = [c for c in curves.experiment_curves(plan, exp.dataset, exp.model) if c["alignment"] == "none"]
@@ -39,9 +40,25 @@ def tables(plan: Plan) -> dict[str, tuple[list[str], list[dict]]]:
     return found
 
 
+def _all(plan: Plan) -> dict[str, tuple[str, str, list[str], list[dict]]]:
+    """Input name ``e<i>_<table>`` -> (experiment label, table name, files, columns) over every
+    configured experiment, in the plan's order."""
+    out = {}
+    for i, key in enumerate(plan.runs):
+        for name, (files, cols) in tables(plan, key).items():
+            out[f"e{i}_{name}"] = ("/".join(key), name, files, cols)
+    return out
+
+
 def inputs(plan: Plan) -> dict[str, list[str]]:
-    return {name: files for name, (files, _) in tables(plan).items()}
+    return {k: files for k, (_, _, files, _) in _all(plan).items()}
 
 
-def file_ids(plan: Plan) -> dict[str, list[dict]]:
-    return {name: cols for name, (_, cols) in tables(plan).items()}
+def file_ids(plan: Plan) -> dict[str, dict]:
+    """Input name -> which experiment and table it is, and each file's replicate columns."""
+    return {k: {"experiment": e, "table": name, "cols": cols} for k, (e, name, _, cols) in _all(plan).items()}
+
+
+def experiments(plan: Plan) -> list[str]:
+    """The experiments' labels (``dataset/model``), in the order of the matrix's columns."""
+    return ["/".join(k) for k in plan.runs]

@@ -63,9 +63,9 @@ def runs(plan: Plan, dataset: str, model: str) -> dict:
 
 def grid(plan: Plan) -> list[str]:
     """``{schedule}/lr{lr}`` of every run, the same for every seed (``["none"]`` when SWA is off,
-    so that the rule's outputs are never empty)."""
-    exp = plan.main_experiment
-    found = plan.stages.get("swa", {}).get(exp.key, {})
+    so that the rule's outputs are never empty). ``swa.lrs`` and ``swa.schedules`` are shared by
+    every experiment (losslab.plan.experiments), so one grid serves them all."""
+    found = [rid for runs in plan.stages.get("swa", {}).values() for rid in runs]
     return sorted({rid.rsplit("/", 1)[0] for rid in found}) or ["none"]
 
 

@@ -32,6 +32,7 @@ def add_sweep_settings(plan: Plan) -> None:
     from .endpoints import user_model
 
     rows = []
+    exp = plan.main_experiment
     t = plan.config["tunnels"]
     if t["enabled"] and not active(plan):
         raise PlanError(f"tunnels.sweep: every list is empty ({', '.join(f'{p}: []' for p in PARAMS)}), so there is "
@@ -39,7 +40,6 @@ def add_sweep_settings(plan: Plan) -> None:
                         "(a value equal to the base setting measures the default endpoints), or set "
                         "tunnels.enabled: false")
     if active(plan):
-        exp = plan.main_experiment
         for param in ("width", "dropout"):
             if user_model(plan) and plan.config["tunnels"]["sweep"][param]:
                 raise PlanError(f"tunnels.sweep.{param} = {plan.config['tunnels']['sweep'][param]} needs the built-in "
@@ -61,14 +61,19 @@ def add_sweep_settings(plan: Plan) -> None:
                     labels[name] = (key, v)
                     exp.add_setting(Setting(name, key, {param: v}, {param: key}))
                 rows.append({"param": param, "value": float(v), "setting": name})
-    plan.stages["tunnels"] = {"sweep": rows, "settings": sorted({r["setting"] for r in rows})}
+    plan.stages["tunnels"] = {exp.key: {"sweep": rows, "settings": sorted({r["setting"] for r in rows})}}
+
+
+def stage(plan: Plan, dataset: str, model: str) -> dict:
+    """The sweep of one experiment: rows (param, value, setting), settings, and each setting's checkpoints."""
+    return plan.entry("tunnels", (dataset, model), "tunnel sweep")
 
 
 def plan_tunnels(plan: Plan) -> None:
     t = plan.config["tunnels"]
-    st = plan.stages["tunnels"]
     if not active(plan):
         return
+    st = plan.stages["tunnels"][plan.main]
     if t["threshold_mode"] == "relative" and t["threshold"] <= 1:
         raise PlanError(f"tunnels.threshold = {t['threshold']} must be > 1 when tunnels.threshold_mode is "
                         "'relative' (the threshold is a multiple of the loss at the optimum)")
@@ -99,5 +104,5 @@ def plan_tunnels(plan: Plan) -> None:
 
 def tables(plan: Plan, wc) -> dict:
     """Every setting's widths and profile tables (the gather's inputs)."""
-    return {n: [plan.path(OUT[k], dataset=wc.dataset, model=wc.model, setting=s) for s in plan.stages["tunnels"]["settings"]]
+    return {n: [plan.path(OUT[k], dataset=wc.dataset, model=wc.model, setting=s) for s in stage(plan, wc.dataset, wc.model)["settings"]]
             for n, k in (("widths", "widths"), ("profiles", "profile"))}
