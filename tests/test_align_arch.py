@@ -288,6 +288,7 @@ def test_torchvision_vision_transformer():
 @pytest.mark.parametrize("name,opts,bn,shape", [
     ("simplecnn", {}, False, (1, 8, 8)), ("mlp", {"hidden": 12}, True, (1, 8, 8)), ("resnet20", {}, True, (1, 8, 8)),
     ("resnet20", {"skip": False}, False, (1, 8, 8)), ("vgg_small", {}, False, (1, 8, 8)),
+    ("cnn1d", {}, False, (1, 40)), ("cnn1d", {"channels": [8, 12]}, True, (1, 40)),
 ])
 def test_builtin_models_align_exactly(name, opts, bn, shape):
     torch.manual_seed(0)

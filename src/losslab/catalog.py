@@ -74,6 +74,26 @@ BUILTIN_INFO = {
 }
 
 
+# The mnist1d package's standard generator arguments (mnist1d.data.get_dataset_args, without its
+# download url): 5000 samples, 80 % train, signals of length 40, seed 42.
+MNIST1D_ARGS = {"num_samples": 5000, "train_split": 0.8, "template_len": 12, "padding": [36, 60],
+                "scale_coeff": 0.4, "max_translation": 48, "corr_noise_scale": 0.25, "iid_noise_scale": 0.02,
+                "shear_scale": 0.75, "shuffle_seq": False, "final_seq_length": 40, "seed": 42}
+
+
+def mnist1d_args(options: dict | None) -> dict:
+    """The generator arguments: the package's standard ones with ``dataset.mnist1d`` on top."""
+    return {**MNIST1D_ARGS, **{k: v for k, v in (options or {}).items() if v is not None}}
+
+
+def mnist1d_sizes(options: dict | None) -> tuple[int, int, int]:
+    """(train size, test size, signal length) the generator makes, without running it."""
+    a = mnist1d_args(options)
+    n = a["num_samples"] // 10 * 10
+    n_train = int(n * a["train_split"])
+    return n_train, n - n_train, a["final_seq_length"]
+
+
 def builtin_info(name: str, test_fraction: float) -> tuple:
     """(in_shape, num_outputs, task, n_train, n_test) of a built-in dataset, without loading it."""
     in_shape, n_out, task, n_train, n_test = BUILTIN_INFO[name]

@@ -34,6 +34,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -45,6 +46,7 @@ from . import catalog
 from .seeds import derive_seed
 from .catalog import DATASETS, EMBEDDED, TORCHVISION, DataMissingError, DatasetError  # noqa: F401 (re-exported)
 from .catalog import check_dataset as check_available  # noqa: F401 (re-exported)
+from .catalog import MNIST1D_ARGS, mnist1d_args, mnist1d_sizes  # noqa: F401 (re-exported)
 
 TASKS = ("auto", "classification", "regression")
 FILE_SUFFIXES = (".npz", ".pt", ".parquet")
@@ -140,26 +142,6 @@ def _regression1d(split_seed: int, n_train: int = 120, noise: float = 0.1) -> Da
     return Dataset("regression1d", x[:, None], y[:, None], xt[:, None], yt[:, None], "regression", 1)
 
 
-# The mnist1d package's standard generator arguments (mnist1d.data.get_dataset_args, without its
-# download url): 5000 samples, 80 % train, signals of length 40, seed 42.
-MNIST1D_ARGS = {"num_samples": 5000, "train_split": 0.8, "template_len": 12, "padding": [36, 60],
-                "scale_coeff": 0.4, "max_translation": 48, "corr_noise_scale": 0.25, "iid_noise_scale": 0.02,
-                "shear_scale": 0.75, "shuffle_seq": False, "final_seq_length": 40, "seed": 42}
-
-
-def mnist1d_args(options: dict | None) -> dict:
-    """The generator arguments: the package's standard ones with ``dataset.mnist1d`` on top."""
-    return {**MNIST1D_ARGS, **{k: v for k, v in (options or {}).items() if v is not None}}
-
-
-def mnist1d_sizes(options: dict | None) -> tuple[int, int, int]:
-    """(train size, test size, signal length) the generator makes, without running it."""
-    a = mnist1d_args(options)
-    n = a["num_samples"] // 10 * 10
-    n_train = int(n * a["train_split"])
-    return n_train, n - n_train, a["final_seq_length"]
-
-
 def mnist1d_arrays(options: dict | None = None) -> dict[str, np.ndarray]:
     """MNIST-1D from the package's procedural generator (``make_dataset``; no network), with the
     global NumPy and ``random`` states it seeds restored afterwards."""
@@ -192,7 +174,7 @@ def _mnist1d(data_dir: str | Path, options: dict | None) -> Dataset:
         try:
             with np.load(path) as z:
                 arrays = {k: z[k] for k in SPLIT_KEYS}
-        except (OSError, ValueError, KeyError, EOFError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             arrays = None  # a truncated or foreign file is generated again and replaced
     if arrays is None:
         arrays = mnist1d_arrays(options)

@@ -71,6 +71,16 @@ def _rows(node: dict, schema: dict, prefix: str):
             continue
         default = json.dumps(sub["default"]) if "default" in sub else ""
         yield dotted, _type(sub), default, _allowed(sub), sub.get("description", "")
+        if "properties" in sub:  # an object that may also be null: its keys below it
+            yield from _rows(sub, schema, dotted)
+        yield from _item_rows(sub, schema, dotted)
+
+
+def _item_rows(sub: dict, schema: dict, dotted: str):
+    """The keys of a list's entries (``experiments[].model``)."""
+    items = sub.get("items")
+    if isinstance(items, dict) and "properties" in items:
+        yield from _rows(items, schema, dotted + "[]")
 
 
 def reference() -> str:
@@ -87,6 +97,9 @@ def reference() -> str:
             out.append("| key | type | default | allowed | meaning |\n|---|---|---|---|---|")
             out.append(f"| `{section}` | {_type(sub)} | `{json.dumps(sub.get('default'))}` | {_cell(_allowed(sub))} | "
                        f"{_cell(sub.get('description', ''))} |")
+            for dotted, t, default, allowed, desc in _item_rows(sub, schema, section):
+                d = f"`{default}`" if default else ""
+                out.append(f"| `{dotted}` | {t} | {d} | {_cell(allowed)} | {_cell(desc)} |")
             continue
         out.append("| key | type | default | allowed | meaning |\n|---|---|---|---|---|")
         for dotted, t, default, allowed, desc in _rows(sub, schema, section):
