@@ -44,3 +44,22 @@ def test_bench_hessian_runs_and_our_products_equal_the_reference(tmp_path):
     assert res["trace"]["ours"] == pytest.approx(res["trace"]["ref"], rel=1e-4)  # the same probes
     for part in ("hvp", "lanczos", "trace"):
         assert res[part]["ratio"] > 0
+
+
+def test_job_times_sums_a_run_by_rule_and_by_experiment(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import job_times as jt
+
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rel, sec in [("train_endpoint/digits/mlp/endpoints/default/seed0.tsv", 2.0),
+                     ("train_endpoint/mnist1d/cnn1d/endpoints/default/seed0.tsv", 3.0),
+                     ("connector/mnist1d/cnn1d/connectors/default/seeds0-1/connector.tsv", 5.0),
+                     ("wedge_tunnel/toy_wedge/tunnel.tsv", 1.0), ("scorecard/scorecard.tsv", 0.5)]:
+        f = tmp_path / "logs" / "benchmarks" / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(head + f"{sec}\t0:00:0{int(sec)}\t100\t0\t0\t0\t0\t0\t50\t{sec / 2}\n")
+    jobs = jt.job_times(tmp_path)
+    by_exp = jt.by_rule(jobs, "experiment")
+    assert by_exp.loc["mnist1d/cnn1d", "total_s"] == 8.0 and by_exp.loc["mnist1d/cnn1d", "jobs"] == 2
+    assert set(by_exp.index) == {"digits/mlp", "mnist1d/cnn1d", "toy_wedge", "shared"}
+    assert jt.by_rule(jobs).loc["train_endpoint", "total_s"] == 5.0
