@@ -19,6 +19,7 @@ rule connector:
         dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
         opt=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["opt"],
         segments=CON["segments"],
+        variant=CON["variant"],
     log:
         "logs/{dataset}/{model}/connectors/{connector}/connector.log",
     benchmark:
@@ -92,6 +93,7 @@ rule mconnector:
         dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
         opt=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["opt"],
         resolution=CON["mconnector"]["resolution"],
+        variant=CON["variant"],
     log:
         "logs/{dataset}/{model}/mconnectors/{mconnector}/triangle.log",
     benchmark:
@@ -153,6 +155,54 @@ rule mconnector_centre:
         "../../environment.yml"
     script:
         "../scripts/mconnector_centre.py"
+
+
+rule connector_matched_control:
+    input:
+        code=lib("data", "models", "flat", "connectors", "hessian"),
+        nodes=rules.connector.output.nodes,
+        optima=lambda wc: CN.optima(PLAN, wc),
+    output:
+        table=out(CN.OUT["short_matched"]),
+    params:
+        dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
+        evaluation=config["evaluation"],
+        short=CON["short_directions"],
+    log:
+        "logs/{dataset}/{model}/connectors/{connector}/short_matched.log",
+    benchmark:
+        "logs/benchmarks/connector_matched_control/{dataset}/{model}/connectors/{connector}/short_matched.tsv"
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(runtime=30, mem_mb=4000),
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/connector_matched.py"
+
+
+rule mconnector_matched_control:
+    input:
+        code=lib("data", "models", "flat", "connectors", "hessian"),
+        centres=rules.mconnector_centre.output.centres,
+        optima=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["centre_optima"],
+    output:
+        table=out(CN.OUT["centre_matched"]),
+    params:
+        dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
+        evaluation=config["evaluation"],
+        short=CON["short_directions"],
+    log:
+        "logs/{dataset}/{model}/mconnectors/{mconnector}/centre_matched.log",
+    benchmark:
+        "logs/benchmarks/mconnector_matched_control/{dataset}/{model}/mconnectors/{mconnector}/centre_matched.tsv"
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(runtime=30, mem_mb=4000),
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/mconnector_matched.py"
 
 
 rule plot_connectors:
