@@ -374,11 +374,14 @@ def _variant_note(table: pd.DataFrame | None, what: str = "connector") -> str:
         r = g.iloc[0]
         extra = [f"S = {int(r['segments'])}" if "segments" in g else "",
                  f"resolution {int(r['resolution'])}" if "resolution" in g and what != "connector" else "",
-                 f"d = {int(r['d'])}" if "d" in g and pd.notna(r["d"]) else "",
+                 f"d = {int(r['d'])}" if "d" in g and pd.notna(r["d"]) and r["d"] > 0 else "",
                  f"{int(r['steps_per_node'])} steps per node" if "steps_per_node" in g and r["steps_per_node"] > 0 else ""]
         parts.append(f"{what} variant {v}" + "".join(f", {e}" for e in extra if e))
-    return "; ".join(parts) + (": the embedded default runs a reduced version of the paper's experiment (digits, a "
-                               "small CNN, a CPU budget); presets/cifar10.yaml is the paper-scale run")
+    return "; ".join(parts) + ": " + REDUCED
+
+
+REDUCED = ("the embedded default runs a reduced version of the paper's experiment (digits, a small CNN, a CPU budget); "
+           "presets/cifar10.yaml is the paper-scale run")
 
 
 def _with_note(row: dict, note: str) -> dict:
@@ -450,7 +453,7 @@ def mconnector_centre_low_loss(centre: pd.DataFrame | None, along: pd.DataFrame 
         return _row(name, "no centre of n >= 2 optima has Bezier curves between its optima",
                     note="add pairs of connectors.mconnector.centre_seeds to curves.pairs")
     row = _mean_claim(name, pd.Series(ratios, dtype=float), "; ".join(parts))
-    return _with_note(row, "centres optimised by the paper's algorithm (one point each, in either variant)")
+    return _with_note(row, "centres optimised by the paper's algorithm (one point each, in either variant): " + REDUCED)
 
 
 def short_mid_path(short: pd.DataFrame | None) -> dict:
