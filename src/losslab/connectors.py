@@ -470,6 +470,7 @@ def sampled_connector(loss_fn, a: torch.Tensor, b: torch.Tensor, segments: int, 
                           a.device, a.dtype) for k in ([1] if subspace == "shared" else range(1, segments))]
     sub_of = (lambda k: subs[0]) if subspace == "shared" else (lambda k: subs[k - 1])
     base = line_points(a, b, t)
+    base[0], base[-1] = a, b  # the ends exactly (a + 1 * (b - a) is not b in floating point)
 
     def node(C, k):
         return base[k] if k in (0, segments) else base[k] + sub_of(k).map(C[k - 1])

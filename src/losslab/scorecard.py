@@ -494,6 +494,17 @@ def short_with_m(centre: pd.DataFrame | None) -> dict:
     return _row(name, measured, rho, lo, hi, len(units))
 
 
+def _unmatched_note(rows: pd.DataFrame, target: str) -> str:
+    """How many controls found no line point at their target loss, and why when it is below the line."""
+    bad = rows[~rows.matched]
+    if bad.empty:
+        return ""
+    below = int((bad[target] < bad["control_loss"]).sum())
+    why = (f" ({below} of them lower in train loss than the optimum itself, below every point of the line)"
+           if below else "")
+    return f"{len(bad)} unmatched controls left out{why}"
+
+
 def _pair_start(t: pd.DataFrame) -> list[str]:
     return [c for c in ("seed_a", "seed_b", "start") if c in t.columns]
 
@@ -509,7 +520,7 @@ def short_mid_path_matched(short: pd.DataFrame | None, matched: pd.DataFrame | N
                                                control_loss=("control_train_loss", "first")).reset_index()
     node = short.groupby(key + ["t"], sort=True)["short_count"].first().rename("node").reset_index()
     both = ctrl.merge(node, on=key + ["t"], how="inner")
-    left_out = int((~both.matched).sum())
+    left_out = _unmatched_note(both, "loss")
     both = both[both.matched]
     effects = both["node"] - both["control"]
     per_pair = both.groupby([c for c in ("seed_a", "seed_b") if c in both], sort=True).agg(
@@ -519,7 +530,7 @@ def short_mid_path_matched(short: pd.DataFrame | None, matched: pd.DataFrame | N
                          f"{r.loss:.3f} vs line t={r.t_line:.3f} {r.control:.1f} at {r.control_loss:.3f}"
                          for k, r in per_pair.iterrows())
     row = _mean_claim(name, effects.reset_index(drop=True).astype(float), measured or "no matched control")
-    return _with_note(row, f"{left_out} unmatched controls left out" if left_out else "")
+    return _with_note(row, left_out)
 
 
 def short_with_m_matched(centre: pd.DataFrame | None, matched: pd.DataFrame | None) -> dict:
@@ -531,14 +542,13 @@ def short_with_m_matched(centre: pd.DataFrame | None, matched: pd.DataFrame | No
                                              loss=("centre_train_loss", "first"), t_line=("t_line", "first"),
                                              control_loss=("control_train_loss", "first")).reset_index()
     both = cc.merge(mc, on=["start", "n"], how="inner")
-    left_out = int((~both.matched).sum())
+    note = _unmatched_note(both, "loss")
     both = both[both.matched].assign(excess=lambda d: d.centre - d.control)
     means = both.groupby("n").agg(centre=("centre", "mean"), control=("control", "mean"), loss=("loss", "first"),
                                   control_loss=("control_loss", "first"))
     measured = ", ".join(f"n={n}: {r.centre:.1f} vs {r.control:.1f} at train loss {r.loss:.3f} ({r.control_loss:.3f})"
                          for n, r in means.iterrows()) or "no matched control"
     units = [g[["n", "excess"]].to_numpy(float) for _, g in both.groupby("start", sort=True)]
-    note = f"{left_out} unmatched controls left out" if left_out else ""
     if not units:
         return _row(name, measured, note=note or "no matched control")
     pooled = np.concatenate(units)
