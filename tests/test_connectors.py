@@ -58,7 +58,7 @@ def test_connector_stages_end_to_end(tiny_copy):
     assert sorted(centre.n.unique()) == [1, 3] and centre.start.nunique() == 2
     surface = pd.read_parquet(tmp_path / f"{BASE}/mconnectors/default/seeds0-1-2/surface.parquet")
     assert set(surface.surface) == {"flat", "mconnector"}
-    assert set(surface.seeds) == {"0-1-2"} and set(surface.variant) == {"paper"}  # what the scorecard reads
+    assert set(surface.seeds) == {"0-1-2"} and set(surface.variant) == {"sampled"}  # what the scorecard reads
     # matched-loss controls: a line point at the mid node's (each centre's) train loss, counted with the same starts
     ctrl = pd.read_parquet(tmp_path / CON / "short_matched.parquet")
     assert ctrl.start.nunique() == 2 and ctrl.t.iloc[0] == 0.5 and 0 <= ctrl.t_line.iloc[0] <= 0.5
@@ -71,7 +71,7 @@ def test_connector_stages_end_to_end(tiny_copy):
     for claim in ("mconnector_low_loss", "mconnector_centre_low_loss", "short_directions_mid_path_matched",
                   "short_directions_with_m_matched"):
         assert card.loc[claim, "verdict"] != "not run", claim
-    assert "connector variant paper" in card.loc["connector_low_loss", "note"]
+    assert "connector variant sampled" in card.loc["connector_low_loss", "note"]
     # at the three corners both surfaces are the optima themselves
     corners = surface[(surface[["w0", "w1", "w2"]] == 1.0).any(axis=1) & (surface.split == "train")]
     piv = corners.pivot_table(index=["w0", "w1", "w2"], columns="surface", values="loss")

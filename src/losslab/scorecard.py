@@ -374,7 +374,8 @@ def _variant_note(table: pd.DataFrame | None, what: str = "connector") -> str:
         r = g.iloc[0]
         extra = [f"S = {int(r['segments'])}" if "segments" in g else "",
                  f"resolution {int(r['resolution'])}" if "resolution" in g and what != "connector" else "",
-                 f"d = {int(r['d'])}" if "d" in g and pd.notna(r["d"]) and r["d"] > 0 else "",
+                 ("whole normal hyperplane" if r.get("subspace") == "full" else f"d = {int(r['d'])}")
+                 if "d" in g and pd.notna(r["d"]) and r["d"] > 0 else "",
                  f"{int(r['steps_per_node'])} steps per node" if "steps_per_node" in g and r["steps_per_node"] > 0 else ""]
         parts.append(f"{what} variant {v}" + "".join(f", {e}" for e in extra if e))
     return "; ".join(parts) + ": " + REDUCED

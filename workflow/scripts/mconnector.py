@@ -30,4 +30,5 @@ io.write_parquet(pd.DataFrame(rows).assign(dataset=ds.name, resolution=p.resolut
                  snakemake.output.table)
 io.save_tensors({"bary": res.bary.cpu(), "points": res.points.cpu(), "resolution": res.resolution,
                   "variant": p.variant, "steps_per_node": o["steps"],
-                  "dim": o["d"] or fm.numel - (X.shape[0] - 1)}, snakemake.output.nodes)
+                  "dim": o["d"] or fm.numel - (X.shape[0] - 1), "subspace": "full" if o["d"] is None else "random"},
+                 snakemake.output.nodes)

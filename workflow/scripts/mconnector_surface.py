@@ -23,6 +23,7 @@ table = pd.concat(frames, ignore_index=True).assign(dataset=ds.name, model=pts[0
                                                      resolution=res.resolution, eval_resolution=p.eval_resolution,
                                                      seeds="-".join(str(q.meta.get("seed")) for q in pts),
                                                      variant=nodes.get("variant", "paper"), d=nodes.get("dim", -1),
+                                                     subspace=nodes.get("subspace", "random"),
                                                      steps_per_node=nodes.get("steps_per_node", -1),
                                                      **ev.sizes)
 io.write_parquet(table, snakemake.output.table)
