@@ -123,8 +123,8 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "short-direction count at the connector node nearest t = 0.5 minus that at the point of the line from "
           "optimum a toward b (t <= 0.5) whose train loss matches the node's (within 5 %)", 0.0, ">",
           "connector x Lanczos start", T_MEAN,
-          "curvature grows with the loss, and the mid-path node is 15-25 times higher in loss than the optima; the "
-          "line point at the node's loss shows how many short directions that loss level brings alone, so the "
+          "curvature grows with the loss, and a connector's mid-path node can sit far above the optima in loss (15-25 "
+          "times with the paper's algorithm at d = 500); the line point at the node's loss shows how many short directions that loss level brings alone, so the "
           "claim, which names a direction, must exceed it: the threshold is no difference. Unmatched controls are "
           "left out.", "connectors.pairs, connectors.short_directions.starts"),
     Claim("short_directions_with_m_matched", FORT, "the centre of an m-connector between more optima has more short "
