@@ -114,6 +114,60 @@ def test_connector_low_loss_against_the_bezier_curve():
     assert sc.connector_low_loss(None, None)["verdict"] == sc.NOT_RUN
 
 
+def _along(bezier_max=0.04, pairs=PAIRS):
+    return pd.DataFrame([{"path": "curve", "split": "train", "t": t, "loss": bezier_max if t == 0.5 else 0.03,
+                          "kind": "bezier", "seed_a": a, "seed_b": b, "alignment": "none"}
+                         for (a, b) in pairs for t in (0, 0.5, 1)])
+
+
+def _surface(triangles, variant="sampled"):
+    """One m-connector per entry (seeds, losses over its grid), plus the flat simplex (ignored)."""
+    rows = []
+    for k, (seeds, losses) in enumerate(triangles):
+        for i, v in enumerate(losses):
+            for surf, loss in (("mconnector", v), ("flat", 2.0)):
+                rows.append({"split": "train", "surface": surf, "loss": loss, "index": i, "seeds": seeds,
+                             "source_file": f"tri{k}", "variant": variant, "resolution": 3, "d": 500,
+                             "steps_per_node": 200})
+    return pd.DataFrame(rows)
+
+
+def test_mconnector_surface_low_loss_reads_the_95th_percentile_of_the_grid():
+    low = [0.03] * 95 + [0.5] * 5  # a crease of 5 % of the grid: the 95th percentile stays low
+    r = sc.mconnector_low_loss(_surface([("0-1-2", low), ("0-1-3", low), ("1-2-3", [0.05] * 100)]),
+                               _along(pairs=[(0, 1), (0, 2), (1, 2), (1, 3)]))
+    assert r["verdict"] == sc.HOLDS and r["n_replicates"] == 3
+    assert "max 0.500" in r["measured"] and "95th percentile" in r["measured"] and "variant sampled" in r["note"]
+    high = [0.03] * 80 + [0.9] * 20
+    r = sc.mconnector_low_loss(_surface([("0-1-2", high), ("0-1-2", [0.03] * 80 + [0.85] * 20),
+                                         ("0-1-2", [0.03] * 80 + [0.8] * 20)]), _along())
+    assert r["verdict"] == sc.FAILS and r["effect"] > 10
+    r = sc.mconnector_low_loss(_surface([("0-1-2", low), ("0-1-2", high)]), _along())
+    assert r["verdict"] == sc.INCONCLUSIVE
+    one = sc.mconnector_low_loss(_surface([("0-1-2", high)]), _along())  # the default: one triangle
+    assert one["verdict"] == sc.INCONCLUSIVE and one["n_replicates"] == 1 and "no interval" in one["note"]
+    assert "0.900" in one["measured"] and "Bezier max 0.040" in one["measured"]  # the loss beside the ratio
+    assert sc.mconnector_low_loss(None, _along())["verdict"] == sc.NOT_RUN
+    assert sc.mconnector_low_loss(_surface([("0-1-2", low)]), None)["verdict"] == sc.NOT_RUN
+
+
+def _centres(losses, seeds="0-1-2-3"):
+    return pd.DataFrame([{"n": n, "start": s, "short_count": 9, "centre_train_loss": loss,
+                          "seeds": "-".join(seeds.split("-")[:n])}
+                         for n, loss in zip((1, 2, 3, 4), [0.03] + list(losses)) for s in (0, 1)])
+
+
+def test_mconnector_centre_low_loss():
+    r = sc.mconnector_centre_low_loss(_centres([0.03, 0.05, 0.04]), _along())
+    assert r["verdict"] == sc.HOLDS and r["n_replicates"] == 3 and "n=2: centre 0.030" in r["measured"]
+    r = sc.mconnector_centre_low_loss(_centres([0.43, 0.66, 0.63]), _along())
+    assert r["verdict"] == sc.FAILS and r["effect"] > 10
+    assert sc.mconnector_centre_low_loss(_centres([0.02, 0.4, 0.05]), _along())["verdict"] == sc.INCONCLUSIVE
+    one = sc.mconnector_centre_low_loss(_centres([0.43]).query("n <= 2"), _along())
+    assert one["verdict"] == sc.INCONCLUSIVE and one["n_replicates"] == 1
+    assert sc.mconnector_centre_low_loss(None, _along())["verdict"] == sc.NOT_RUN
+
+
 def _short(mid_counts, ends=9, starts=(0, 1)):
     return pd.DataFrame([{"t": t, "short_count": (m + s) if t == 0.5 else ends, "seed_a": 0, "seed_b": k + 1, "start": s}
                          for k, m in enumerate(mid_counts) for s in starts for t in (0.0, 0.5, 1.0)])
@@ -138,6 +192,42 @@ def test_short_directions_with_m():
     assert sc.short_with_m(_centre([[9, 24, 22, 23], [20, 9, 24, 10], [24, 9, 10, 22]]))["verdict"] == sc.INCONCLUSIVE
     one = sc.short_with_m(_centre([[9, 24, 22, 23]]))
     assert one["verdict"] == sc.INCONCLUSIVE and one["n_replicates"] == 1
+
+
+def _matched(control_counts, starts=(0, 1), matched=True):
+    return pd.DataFrame([{"t": 0.5, "short_count": c + s, "seed_a": 0, "seed_b": k + 1, "start": s, "matched": matched,
+                          "node_train_loss": 0.6, "t_line": 0.21, "control_train_loss": 0.61}
+                         for k, c in enumerate(control_counts) for s in starts])
+
+
+def test_short_directions_mid_path_against_a_matched_loss_control():
+    short = _short([20, 18, 22])  # mid-path counts 20 + start, 18 + start, 22 + start
+    r = sc.short_mid_path_matched(short, _matched([10, 9, 12]))
+    assert r["verdict"] == sc.HOLDS and r["n_replicates"] == 6 and "line t=0.210" in r["measured"]
+    assert sc.short_mid_path_matched(short, _matched([24, 23, 25]))["verdict"] == sc.FAILS
+    assert sc.short_mid_path_matched(short, _matched([20, 10, 25]))["verdict"] == sc.INCONCLUSIVE
+    none = sc.short_mid_path_matched(short, _matched([10, 9, 12], matched=False))
+    assert none["verdict"] == sc.INCONCLUSIVE and none["n_replicates"] == 0 and "6 unmatched" in none["note"]
+    assert sc.short_mid_path_matched(short, None)["verdict"] == sc.NOT_RUN
+
+
+def _centre_matched(series):
+    return pd.DataFrame([{"n": n, "start": s, "short_count": c, "matched": True, "centre_train_loss": 0.5,
+                          "t_line": 0.2, "control_train_loss": 0.5}
+                         for s, counts in enumerate(series) for n, c in zip((2, 3, 4), counts)])
+
+
+def test_short_directions_with_m_against_matched_loss_controls():
+    centre = _centre([[9, 20, 22, 25], [9, 20, 22, 25], [9, 20, 22, 25]])
+    assert sc.short_with_m_matched(centre, _centre_matched([[18, 18, 18], [17, 16, 18], [18, 17, 17]]))["verdict"] \
+        == sc.HOLDS  # the excess over the control grows with n
+    assert sc.short_with_m_matched(centre, _centre_matched([[10, 20, 25], [11, 21, 26], [10, 22, 27]]))["verdict"] \
+        == sc.FAILS  # the control grows faster: the excess shrinks
+    assert sc.short_with_m_matched(centre, _centre_matched([[18, 18, 18], [10, 20, 25], [18, 17, 17]]))["verdict"] \
+        == sc.INCONCLUSIVE
+    one = sc.short_with_m_matched(centre.query("start == 0"), _centre_matched([[18, 18, 18]]))
+    assert one["verdict"] == sc.INCONCLUSIVE and one["n_replicates"] == 1
+    assert sc.short_with_m_matched(centre, None)["verdict"] == sc.NOT_RUN
 
 
 def _widths(param, means, spread=0.5, seeds=(0, 1), directions=8, seed=0):

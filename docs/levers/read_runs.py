@@ -6,6 +6,7 @@ Prints one markdown row per run.
     python docs/levers/read_runs.py ensemble LABEL=RESULTS_DIR [LABEL=RESULTS_DIR ...]
     python docs/levers/read_runs.py swa LABEL=RESULTS_DIR [...]
     python docs/levers/read_runs.py connector LABEL=RESULTS_DIR [...]   (against that run's Bezier curves)
+    python docs/levers/read_runs.py mconnector LABEL=RESULTS_DIR [...]  (surface and centres, same reference)
 """
 import sys
 from pathlib import Path
@@ -47,8 +48,20 @@ def connector(res: Path) -> tuple[dict, str]:
     return scorecard.connector_low_loss(path, bezier_tables(res, "along")), ", ".join(f"{v:.3f}" for v in tops)
 
 
+def mconnector(res: Path) -> tuple[dict, str]:
+    surface = pd.concat([pd.read_parquet(f).assign(source_file=str(f))
+                         for f in sorted((res / BASE / "mconnectors/default").glob("seeds*/surface.parquet"))])
+    centre = pd.concat([pd.read_parquet(f) for f in (res / BASE / "mconnectors/default").glob("centre-*/centre.parquet")])
+    along = bezier_tables(res, "along")
+    r = scorecard.mconnector_low_loss(surface, along)
+    c = scorecard.mconnector_centre_low_loss(centre, along)
+    return r, (f"{r['measured']}; centres: {scorecard.interval_text(pd.Series(c))} ({c['measured']}), "
+               f"{c['verdict']}")
+
+
 what, measured = {"ensemble": (ensemble, "measured"), "swa": (swa, "measured"),
-                  "connector": (connector, "largest train loss along each connector")}[sys.argv[1]]
+                  "connector": (connector, "largest train loss along each connector"),
+                  "mconnector": (mconnector, "surface train loss; centre / Bezier [95 % interval]")}[sys.argv[1]]
 print(f"| lever | effect [95 % interval] | replicates | {measured} | verdict |\n|---|---|---|---|---|")
 for arg in sys.argv[2:]:
     label, res = arg.rsplit("=", 1)

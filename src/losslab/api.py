@@ -292,17 +292,22 @@ def connector(net_a: Network, net_b: Network, train: Data, test: Data = None, *,
               d: int | None = 1000, steps: int = 200, lr: float = 0.01, optimizer: str = "adam",
               subspace: str = "shared", batch_size: int | None = 256, eval_points: int = 21, seed: int = 0,
               memory_budget_mb: float = 2048, model: nn.Module | None = None, bn_data=None,
-              task: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+              task: str | None = None, variant: str = "paper") -> tuple[pd.DataFrame, pd.DataFrame]:
     """A normal-hyperplane connector (Fort & Jastrzebski, section 4.2): the straight line split into
     ``segments``, each interior node optimised in a ``d``-dimensional random subspace orthogonal to
-    the line (``d=None``: the whole hyperplane) for ``steps`` steps on the training loss. Returns
+    the line (``d=None``: the whole hyperplane) for ``steps`` steps on the training loss
+    (``variant="sampled"``: the nodes trained together by the loss at random points of the path,
+    ``steps`` per node in all, :func:`losslab.connectors.sampled_connector`). Returns
     the connectors stage's ``(nodes, path)`` tables: per node the loss on the line and after
     optimisation; line and connector evaluated at ``eval_points`` t (with agreement with the ends)."""
     fm, (a, b) = _setup([net_a, net_b], model)
     ev, task, splits = _both(fm, train, test, bn_data, task)
     loss = _connectors.NetworkLoss(fm, ev.train_x, ev.train_y, task, batch_size, seed)
-    res = _connectors.connector(loss, a.flat, b.flat, segments=segments, d=d, steps=steps, lr=lr, optimizer=optimizer,
-                                subspace=subspace, seed=seed, memory_budget_mb=memory_budget_mb)
+    if variant not in _connectors.VARIANTS:
+        raise ValueError(f"variant = {variant!r}; allowed: {', '.join(_connectors.VARIANTS)}")
+    train_path = _connectors.sampled_connector if variant == "sampled" else _connectors.connector
+    res = train_path(loss, a.flat, b.flat, segments=segments, d=d, steps=steps, lr=lr, optimizer=optimizer,
+                     subspace=subspace, seed=seed, memory_budget_mb=memory_budget_mb)
     nodes = _connectors.connector_table(res, _connectors.NetworkLoss(fm, ev.train_x, ev.train_y, task))
     path = _connectors.evaluate_connector(fm, ev, task, res.t, res.points, eval_points)
     return nodes.assign(n_train=ev.train_x.shape[0], n_test=0), _splits(path, splits)

@@ -384,10 +384,18 @@ def triangle_surface(res: MConnectorResult, query: torch.Tensor) -> torch.Tensor
     """
     if res.bary.shape[1] != 3:
         raise ValueError("triangle_surface needs an m-connector of exactly 3 optima")
-    r = res.resolution
-    index = {tuple(int(round(v)) for v in (row * r).tolist()): i for i, row in enumerate(res.bary)}
+    idx, wts = surface_weights(res.bary, res.resolution, query)
+    return torch.stack([sum(w * res.points[k] for w, k in zip(ws, ks)) for ks, ws in zip(idx.tolist(), wts.tolist())])
+
+
+def surface_weights(bary: torch.Tensor, resolution: int, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each barycentric query (``[q, 3]``): the indices (rows of ``bary``, a 3-optima grid of
+    ``resolution``) of the three nodes of the small triangle holding it, and its weights on them
+    (``[q, 3]`` each); the piecewise-linear surface at the query is that weighted sum of nodes."""
+    r = resolution
+    index = {tuple(int(round(v)) for v in (row * r).tolist()): i for i, row in enumerate(bary)}
     q = query.to(torch.float64) * r
-    out = []
+    idx, out = [], []
     for u, v in zip(q[:, 1].tolist(), q[:, 2].tolist()):
         i, j = min(int(math.floor(u + 1e-9)), r), min(int(math.floor(v + 1e-9)), r)
         if i + j >= r:  # on the outer edge: step back into the grid
@@ -399,9 +407,156 @@ def triangle_surface(res: MConnectorResult, query: torch.Tensor) -> torch.Tensor
         else:
             tri = [(i + 1, j + 1), (i, j + 1), (i + 1, j)]
             wts = [fu + fv - 1, 1 - fu, 1 - fv]
-        x = sum(w * res.points[index[(r - a - b, a, b)]] for w, (a, b) in zip(wts, tri))
-        out.append(x)
-    return torch.stack(out)
+        idx.append([index[(r - a - b, a, b)] for a, b in tri])
+        out.append(wts)
+    return torch.tensor(idx, dtype=torch.long), torch.tensor(out, dtype=torch.float64)
+
+
+# ---- the sampled variant: train the whole path or surface ----------------------------------
+VARIANTS = ("paper", "sampled")
+
+
+def _train_sampled(loss_at, n_free: int, n_coords: int, steps: int, lr: float, optimizer: str, seed: int,
+                   dtype, device, progress: bool, desc: str) -> tuple[torch.Tensor, str]:
+    """Adam/SGD over the coordinates ``C`` (``[n_free, n_coords]``, from 0) of ``loss_at(C, gen)``,
+    a loss at one random point of the path or surface, cosine-annealed over ``steps``. A non-finite
+    loss stops the run (status ``diverged``) and keeps the last coordinates whose loss was finite."""
+    C = torch.zeros(n_free, n_coords, dtype=dtype, device=device, requires_grad=True)
+    opt = make_optimizer([C], optimizer, lr)
+    lr_at = epoch_schedule("cosine", lr, steps)
+    gen = torch.Generator().manual_seed(derive_seed(seed, "sampled"))
+    good, status = C.detach().clone(), "ok"
+    for step in progress_bar(range(steps), progress, desc=desc):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        before = C.detach().clone()
+        loss = loss_at(C, gen)
+        if not torch.isfinite(loss):
+            status = "diverged"
+            break
+        good = before
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (C.detach() if status == "ok" else good), status
+
+
+def sampled_connector(loss_fn, a: torch.Tensor, b: torch.Tensor, segments: int, d: int | None, steps: int, lr: float,
+                      optimizer: str = "adam", subspace: str = "shared", seed: int = 0, memory_budget_mb: float = 2048,
+                      progress: bool = False) -> ConnectorResult:
+    """A connector with the nodes and subspaces of :func:`connector`, trained as one path.
+
+    Instead of minimising the loss at each node in its own hyperplane, every step draws one
+    ``t ~ U(0, 1)`` and minimises the loss at the polyline's point there; the gradient reaches the
+    two nodes of t's segment (each still moves only in its subspace normal to the line). This
+    trains the points between the nodes, where the paper's algorithm leaves the path's peaks, as
+    Garipov et al. train curves and Benton et al. (2021) train simplexes. The budget equals the
+    paper algorithm's at the same settings: ``steps`` per interior node, ``steps * (segments - 1)``
+    in all.
+    """
+    pts = check_optima([a, b], 2, "connector endpoints")
+    a, b = pts
+    if segments < 2:
+        raise ValueError(f"segments = {segments}: a connector needs at least 2 segments (one interior node)")
+    if subspace not in ("shared", "per_point"):
+        raise ValueError(f"subspace = {subspace!r}; allowed: shared, per_point")
+    diff = b - a
+    if float(diff.norm()) == 0:
+        raise ValueError("the two optima are identical; there is nothing to connect")
+    U = (diff / diff.norm())[None]
+    D = a.numel()
+    t = torch.linspace(0, 1, segments + 1, dtype=a.dtype)
+    subs = [make_subspace(D, d, U, seed if subspace == "shared" else derive_seed(seed, "node", k), memory_budget_mb,
+                          a.device, a.dtype) for k in ([1] if subspace == "shared" else range(1, segments))]
+    sub_of = (lambda k: subs[0]) if subspace == "shared" else (lambda k: subs[k - 1])
+    base = line_points(a, b, t)
+    base[0], base[-1] = a, b  # the ends exactly (a + 1 * (b - a) is not b in floating point)
+
+    def node(C, k):
+        return base[k] if k in (0, segments) else base[k] + sub_of(k).map(C[k - 1])
+
+    def loss_at(C, gen):
+        u = float(torch.rand((), generator=gen)) * segments
+        i = min(int(u), segments - 1)
+        w = u - i
+        return loss_fn((1 - w) * node(C, i) + w * node(C, i + 1))
+
+    C, status = _train_sampled(loss_at, segments - 1, subs[0].n_coords, steps * (segments - 1), lr, optimizer, seed,
+                               a.dtype, a.device, progress, "sampled connector")
+    with torch.no_grad():
+        nodes = torch.stack([node(C, k) for k in range(segments + 1)])
+        start = [float(loss_fn(x)) for x in base]
+        final = [float(loss_fn(x)) for x in nodes]
+    log.info("sampled connector (%d steps): node losses %s -> %s (%s)", steps * (segments - 1),
+             [round(v, 4) for v in start], [round(v, 4) for v in final], status)
+    return ConnectorResult(t, nodes, start, final, [status] * (segments + 1), subs[0].kind, subs[0].dim)
+
+
+def sampled_m_connector(loss_fn, optima, resolution: int, d: int | None, steps: int, lr: float,
+                        optimizer: str = "adam", seed: int = 0, memory_budget_mb: float = 2048,
+                        progress: bool = False) -> MConnectorResult:
+    """An m-connector between three optima with the nodes and subspace of :func:`m_connector`,
+    trained as one surface: every step draws a barycentric point uniformly on the simplex and
+    minimises the loss at the piecewise-linear surface there (:func:`surface_weights`); the
+    gradient reaches the nodes of the small triangle holding it. Budget: ``steps`` per optimised
+    node, as the paper's algorithm at the same settings."""
+    X = check_optima(optima, 3, "m-connector optima")
+    if X.shape[0] != 3:
+        raise ValueError(f"the sampled m-connector trains the surface over a triangle: 3 optima, got {X.shape[0]}")
+    bary = barycentric_grid(3, resolution)
+    sub = make_subspace(X.shape[1], d, hull_basis(X), seed, memory_budget_mb, X.device, X.dtype)
+    base = bary.to(X.device, X.dtype) @ X
+    free = [k for k, w in enumerate(bary) if int((w > 0).sum()) > 1]
+    slot = {k: i for i, k in enumerate(free)}
+
+    def node(C, k):
+        return base[k] + sub.map(C[slot[k]]) if k in slot else base[k]
+
+    def loss_at(C, gen):
+        w = -torch.log(torch.rand(3, generator=gen, dtype=torch.float64).clamp_min(1e-12))
+        idx, wts = surface_weights(bary, resolution, (w / w.sum())[None])
+        return loss_fn(sum(float(c) * node(C, k) for c, k in zip(wts[0], idx[0].tolist())))
+
+    C, status = _train_sampled(loss_at, len(free), sub.n_coords, steps * len(free), lr, optimizer, seed, X.dtype,
+                               X.device, progress, "sampled m-connector")
+    with torch.no_grad():
+        pts = torch.stack([node(C, k) for k in range(len(bary))])
+        start = [float(loss_fn(x)) for x in base]
+        final = [float(loss_fn(x)) for x in pts]
+    return MConnectorResult(bary, pts, start, final, [status] * len(bary), resolution)
+
+
+# ---- matched-loss controls -----------------------------------------------------------------
+MATCH_RTOL = 0.05  # a control matches when its loss is within 5 % of the target's
+@torch.no_grad()
+def matched_loss_point(loss_fn, a: torch.Tensor, b: torch.Tensor, target: float, t_max: float = 0.5,
+                       scan: int = 11, bisections: int = 20, rtol: float = 0.05) -> dict:
+    """The point of the straight line from ``a`` toward ``b`` (``t`` in ``[0, t_max]``) whose loss
+    equals ``target``: a scan of ``scan`` evenly spaced t finds the first step over which the loss
+    crosses the target, bisection refines it. Returns ``t``, the ``point``, its ``loss`` and
+    ``matched`` (``|loss - target| <= rtol * target``); with no crossing, the scanned t whose loss
+    is nearest the target, unmatched. Used as the loss-level control of a short-direction count."""
+    ts = torch.linspace(0, t_max, scan, dtype=torch.float64)
+    at = lambda t: a + float(t) * (b - a)  # noqa: E731
+    losses = [float(loss_fn(at(t))) for t in ts]
+    lo = next((i for i in range(scan - 1) if (losses[i] - target) * (losses[i + 1] - target) <= 0), None)
+    if lo is None:
+        i = min(range(scan), key=lambda k: abs(losses[k] - target))
+        t, loss = float(ts[i]), losses[i]
+    else:
+        t0, t1, l0 = float(ts[lo]), float(ts[lo + 1]), losses[lo]
+        t, loss = (t0, l0)
+        for _ in range(bisections):
+            t = 0.5 * (t0 + t1)
+            loss = float(loss_fn(at(t)))
+            if abs(loss - target) <= 1e-3 * rtol * abs(target):
+                break
+            if (l0 - target) * (loss - target) <= 0:
+                t1 = t
+            else:
+                t0, l0 = t, loss
+    return {"t": t, "point": at(t), "loss": loss, "target": float(target),
+            "matched": bool(abs(loss - target) <= rtol * abs(target))}
 
 
 # ---- networks -----------------------------------------------------------------------------

@@ -93,6 +93,20 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "<", "pair of optima (with a Bezier curve)", T_MEAN,
           "the Bezier curve is the low-loss path losslab can reach on the same endpoints; a connector within a "
           "factor two of it is low-loss on the same scale.", "connectors.pairs, curves.pairs"),
+    Claim("mconnector_low_loss", FORT, "the m-connector between three optima is a low-loss surface",
+          "95th percentile of the train loss over the m-connector surface's evaluated grid / largest train loss "
+          "along the Bezier curves between its optima (the maximum reported beside)", 2.0, "<",
+          "m-connector (triangle of optima)", T_MEAN,
+          "as for connector_low_loss, the Bezier curves are the low-loss paths losslab reaches between the same "
+          "optima, and a surface within a factor two of them is low-loss on the same scale; the 95th percentile "
+          "lets the few grid points of a sharp crease between nodes pass but not a high region (5 % of the grid or "
+          "more), which the claim 'a low-loss subspace' excludes.", "connectors.mconnector.seeds, curves.pairs"),
+    Claim("mconnector_centre_low_loss", FORT, "the optimised centre of n optima is a low-loss point",
+          "train loss at the optimised centre of n >= 2 optima / largest train loss along the Bezier curves between "
+          "those optima", 2.0, "<", "centre of n optima (each n >= 2)", T_MEAN,
+          "the short-direction counts at the centres are read as properties of low-loss points; a centre within a "
+          "factor two of the Bezier curves between its optima is low-loss on the same scale as connector_low_loss.",
+          "connectors.mconnector.centre_n, curves.pairs"),
     Claim("short_directions_mid_path", FORT, "there are more short directions in the middle of the connector "
           "than at the optima",
           "short-direction count at the node nearest t = 0.5 minus the mean count at t = 0 and 1", 0.0, ">",
@@ -103,6 +117,24 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "directions", "Spearman rank correlation of the short-direction count with n, the number of optima", 0.0,
           ">", "Lanczos start (each a whole series over n)", BOOT,
           "the paper claims a monotone trend, not a size, so the threshold is no correlation.",
+          "connectors.short_directions.starts"),
+    Claim("short_directions_mid_path_matched", FORT, "there are more short directions in the middle of the "
+          "connector than at a point of the straight line with the same train loss",
+          "short-direction count at the connector node nearest t = 0.5 minus that at the point of the line from "
+          "optimum a toward b (t <= 0.5) whose train loss matches the node's (within 5 %)", 0.0, ">",
+          "connector x Lanczos start", T_MEAN,
+          "curvature grows with the loss, and a connector's mid-path node can sit far above the optima in loss (15-25 "
+          "times with the paper's algorithm at d = 500); the line point at the node's loss shows how many short directions that loss level brings alone, so the "
+          "claim, which names a direction, must exceed it: the threshold is no difference. Unmatched controls are "
+          "left out.", "connectors.pairs, connectors.short_directions.starts"),
+    Claim("short_directions_with_m_matched", FORT, "the centre of an m-connector between more optima has more short "
+          "directions than a point of the straight line with the same train loss, the more so the more optima",
+          "Spearman rank correlation with n (n >= 2) of the centre's short-direction count minus that at the point "
+          "of the line from the first optimum toward the second whose train loss matches the centre's (within 5 %)",
+          0.0, ">", "Lanczos start (each a whole series over n)", BOOT,
+          "the centres' losses differ with n, so the raw trend mixes n with the loss level; the excess over a "
+          "loss-matched point removes the loss level, and the paper claims a monotone trend, so the threshold is no "
+          "correlation. Unmatched controls are left out.", "connectors.mconnector.centre_n, "
           "connectors.short_directions.starts"),
     *[Claim(f"tunnel_width_{param}", FORT, f"the radial tunnel width around an optimum {words}",
             f"Spearman rank correlation of the width with {what} over seeds and directions", 0.0, side,
@@ -333,6 +365,98 @@ def connector_low_loss(path: pd.DataFrame | None, along: pd.DataFrame | None) ->
     return _mean_claim(name, pd.Series(ratios, dtype=float), "; ".join(parts))
 
 
+def _variant_note(table: pd.DataFrame | None, what: str = "connector") -> str:
+    """Which algorithm made the connector (or m-connector) a claim reads, and at what budget."""
+    if _empty(table) or "variant" not in table.columns:
+        return ""
+    parts = []
+    for v, g in table.groupby("variant", sort=True):
+        r = g.iloc[0]
+        extra = [f"S = {int(r['segments'])}" if "segments" in g else "",
+                 f"resolution {int(r['resolution'])}" if "resolution" in g and what != "connector" else "",
+                 ("whole normal hyperplane" if r.get("subspace") == "full" else f"d = {int(r['d'])}")
+                 if "d" in g and pd.notna(r["d"]) and r["d"] > 0 else "",
+                 f"{int(r['steps_per_node'])} steps per node" if "steps_per_node" in g and r["steps_per_node"] > 0 else ""]
+        parts.append(f"{what} variant {v}" + "".join(f", {e}" for e in extra if e))
+    return "; ".join(parts) + ": " + REDUCED
+
+
+REDUCED = ("the embedded default runs a reduced version of the paper's experiment (digits, a small CNN, a CPU budget); "
+           "presets/cifar10.yaml is the paper-scale run")
+
+
+def _with_note(row: dict, note: str) -> dict:
+    """``row`` with ``note`` added in front of its own note (a claim that did not run keeps its own)."""
+    if note and row["verdict"] != NOT_RUN:
+        row["note"] = note + (f"; {row['note']}" if row["note"] else "")
+    return row
+
+
+def _bezier_max(along: pd.DataFrame | None) -> dict:
+    """(seed_a, seed_b) -> the largest train loss along the unaligned Bezier curve of that pair."""
+    if _empty(along):
+        return {}
+    a = _unaligned(along)
+    a = a[(a.split == "train") & (a.path == "curve") & (a.get("kind", "bezier") == "bezier")]
+    return {(int(x), int(y)): float(g["loss"].max()) for (x, y), g in a.groupby(["seed_a", "seed_b"])}
+
+
+def _bezier_reference(bez: dict, seeds: list[int]) -> tuple[float, list[str]]:
+    """The largest Bezier train loss over the pairs of ``seeds`` that have a curve, and those pairs."""
+    found = {}
+    for i, x in enumerate(seeds):
+        for y in seeds[i + 1:]:
+            v = bez.get((x, y), bez.get((y, x)))
+            if v is not None:
+                found[f"{x}-{y}"] = v
+    return (max(found.values()) if found else math.nan), sorted(found)
+
+
+def mconnector_low_loss(surface: pd.DataFrame | None, along: pd.DataFrame | None) -> dict:
+    name = "mconnector_low_loss"
+    if _empty(surface) or _empty(along):
+        return not_run(name, "needs the m-connector surface and Bezier curves between its optima")
+    s = surface[(surface.split == "train") & (surface.surface == "mconnector")]
+    bez = _bezier_max(along)
+    ratios, parts = {}, []
+    for key, g in s.groupby(["source_file", "seeds"] if "source_file" in s else ["seeds"], sort=True):
+        seeds = [int(v) for v in str(g["seeds"].iloc[0]).split("-")]
+        ref, pairs = _bezier_reference(bez, seeds)
+        if not pairs:
+            continue
+        q95, top = float(g["loss"].quantile(0.95)), float(g["loss"].max())
+        ratios[key] = q95 / ref
+        parts.append(f"{'-'.join(map(str, seeds))}: 95th percentile {q95:.3f} (max {top:.3f}, median "
+                     f"{float(g['loss'].median()):.3f}) over {len(g)} grid points vs Bezier max {ref:.3f} "
+                     f"(pairs {', '.join(pairs)})")
+    if not ratios:
+        return _row(name, "no m-connector has Bezier curves between its optima",
+                    note="add pairs of connectors.mconnector.seeds to curves.pairs")
+    row = _mean_claim(name, pd.Series(ratios, dtype=float), "; ".join(parts))
+    return _with_note(row, _variant_note(surface, "m-connector"))
+
+
+def mconnector_centre_low_loss(centre: pd.DataFrame | None, along: pd.DataFrame | None) -> dict:
+    name = "mconnector_centre_low_loss"
+    if _empty(centre) or _empty(along) or "seeds" not in centre.columns:
+        return not_run(name, "needs the m-connector centres and Bezier curves between their optima")
+    bez = _bezier_max(along)
+    ratios, parts = {}, []
+    for n, g in centre[centre.n >= 2].groupby("n", sort=True):
+        seeds = [int(v) for v in str(g["seeds"].iloc[0]).split("-")]
+        ref, pairs = _bezier_reference(bez, seeds)
+        if not pairs:
+            continue
+        loss = float(g["centre_train_loss"].iloc[0])
+        ratios[n] = loss / ref
+        parts.append(f"n={n}: centre {loss:.3f} vs Bezier max {ref:.3f}")
+    if not ratios:
+        return _row(name, "no centre of n >= 2 optima has Bezier curves between its optima",
+                    note="add pairs of connectors.mconnector.centre_seeds to curves.pairs")
+    row = _mean_claim(name, pd.Series(ratios, dtype=float), "; ".join(parts))
+    return _with_note(row, "centres optimised by the paper's algorithm (one point each, in either variant): " + REDUCED)
+
+
 def short_mid_path(short: pd.DataFrame | None) -> dict:
     name = "short_directions_mid_path"
     if _empty(short):
@@ -369,6 +493,77 @@ def short_with_m(centre: pd.DataFrame | None) -> dict:
 
     lo, hi = bootstrap_interval(lambda d: spearman(d[:, 0], d[:, 1]), draw)
     return _row(name, measured, rho, lo, hi, len(units))
+
+
+def _unmatched_note(rows: pd.DataFrame, target: str) -> str:
+    """How many controls found no line point at their target loss, and why when it is below the line."""
+    bad = rows[~rows.matched]
+    if bad.empty:
+        return ""
+    below = int((bad[target] < bad["control_loss"]).sum())
+    why = (f" ({below} of them lower in train loss than the optimum itself, below every point of the line)"
+           if below else "")
+    return f"{len(bad)} unmatched controls left out{why}"
+
+
+def _pair_start(t: pd.DataFrame) -> list[str]:
+    return [c for c in ("seed_a", "seed_b", "start") if c in t.columns]
+
+
+def short_mid_path_matched(short: pd.DataFrame | None, matched: pd.DataFrame | None) -> dict:
+    name = "short_directions_mid_path_matched"
+    if _empty(short) or _empty(matched):
+        return not_run(name, "needs the connectors' short directions and their matched-loss controls")
+    key = _pair_start(matched)
+    ctrl = matched.groupby(key, sort=True).agg(t=("t", "first"), control=("short_count", "first"),
+                                               matched=("matched", "first"), loss=("node_train_loss", "first"),
+                                               t_line=("t_line", "first"),
+                                               control_loss=("control_train_loss", "first")).reset_index()
+    node = short.groupby(key + ["t"], sort=True)["short_count"].first().rename("node").reset_index()
+    both = ctrl.merge(node, on=key + ["t"], how="inner")
+    left_out = _unmatched_note(both, "loss")
+    both = both[both.matched]
+    effects = both["node"] - both["control"]
+    per_pair = both.groupby([c for c in ("seed_a", "seed_b") if c in both], sort=True).agg(
+        node=("node", "mean"), control=("control", "mean"), loss=("loss", "first"), t_line=("t_line", "first"),
+        control_loss=("control_loss", "first")) if not both.empty else pd.DataFrame()
+    measured = "; ".join(f"{'-'.join(map(str, k)) if isinstance(k, tuple) else k}: node {r.node:.1f} at train loss "
+                         f"{r.loss:.3f} vs line t={r.t_line:.3f} {r.control:.1f} at {r.control_loss:.3f}"
+                         for k, r in per_pair.iterrows())
+    row = _mean_claim(name, effects.reset_index(drop=True).astype(float), measured or "no matched control")
+    return _with_note(row, left_out)
+
+
+def short_with_m_matched(centre: pd.DataFrame | None, matched: pd.DataFrame | None) -> dict:
+    name = "short_directions_with_m_matched"
+    if _empty(centre) or _empty(matched):
+        return not_run(name, "needs the m-connector centres' short directions and their matched-loss controls")
+    cc = centre[centre.n >= 2].groupby(["start", "n"])["short_count"].first().rename("centre").reset_index()
+    mc = matched.groupby(["start", "n"]).agg(control=("short_count", "first"), matched=("matched", "first"),
+                                             loss=("centre_train_loss", "first"), t_line=("t_line", "first"),
+                                             control_loss=("control_train_loss", "first")).reset_index()
+    both = cc.merge(mc, on=["start", "n"], how="inner")
+    note = _unmatched_note(both, "loss")
+    both = both[both.matched].assign(excess=lambda d: d.centre - d.control)
+    means = both.groupby("n").agg(centre=("centre", "mean"), control=("control", "mean"), loss=("loss", "first"),
+                                  control_loss=("control_loss", "first"))
+    measured = ", ".join(f"n={n}: {r.centre:.1f} vs {r.control:.1f} at train loss {r.loss:.3f} ({r.control_loss:.3f})"
+                         for n, r in means.iterrows()) or "no matched control"
+    units = [g[["n", "excess"]].to_numpy(float) for _, g in both.groupby("start", sort=True)]
+    if not units:
+        return _row(name, measured, note=note or "no matched control")
+    pooled = np.concatenate(units)
+    rho = spearman(pooled[:, 0], pooled[:, 1])
+    if not np.isfinite(rho):
+        return _row(name, measured, note=(note + "; " if note else "") + "fewer than three n >= 2: no rank correlation")
+    if len(units) < 2:
+        return _row(name, measured, rho, n=len(units), note=note)
+
+    def draw(rng):
+        return np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
+
+    lo, hi = bootstrap_interval(lambda d: spearman(d[:, 0], d[:, 1]), draw)
+    return _row(name, measured, rho, lo, hi, len(units), note)
 
 
 def tunnel_trend(widths: pd.DataFrame | None, param: str) -> dict:
@@ -422,16 +617,24 @@ def swa_high_lr(summary: pd.DataFrame | None) -> dict:
     return _mean_claim(name, per_seed, "; ".join(parts))
 
 
+RAW_COUNTS = "raw counts, whatever the points' train loss (the loss-matched reading: short_directions"
 TABLES = ("curves_summary", "curves_ensemble", "curves_along", "hyperplanes", "cosines", "connector_path", "short",
-          "centre", "tunnel_widths", "swa")
+          "centre", "tunnel_widths", "swa", "surface", "short_matched", "centre_matched")
 
 
 def score(tables: dict) -> pd.DataFrame:
     """Every claim's row, from ``tables`` (name in :data:`TABLES` -> DataFrame or None)."""
     g = tables.get
+    variant = _variant_note(g("connector_path"))
     rows = [curve_barrier(g("curves_summary")), ensemble_phi03(g("curves_ensemble")), hyperplanes(g("hyperplanes")),
-            connector_halves(g("cosines")), connector_low_loss(g("connector_path"), g("curves_along")),
-            short_mid_path(g("short")), short_with_m(g("centre"))]
+            _with_note(connector_halves(g("cosines")), variant),
+            _with_note(connector_low_loss(g("connector_path"), g("curves_along")), variant),
+            mconnector_low_loss(g("surface"), g("curves_along")),
+            mconnector_centre_low_loss(g("centre"), g("curves_along")),
+            _with_note(short_mid_path(g("short")), "; ".join(filter(None, [variant, RAW_COUNTS + "_mid_path_matched)"]))),
+            _with_note(short_with_m(g("centre")), RAW_COUNTS + "_with_m_matched)"),
+            _with_note(short_mid_path_matched(g("short"), g("short_matched")), variant),
+            short_with_m_matched(g("centre"), g("centre_matched"))]
     rows += [tunnel_trend(g("tunnel_widths"), p) for p in TUNNEL_PARAMS]
     rows.append(swa_high_lr(g("swa")))
     card = pd.DataFrame(rows, columns=COLUMNS)
@@ -575,6 +778,8 @@ def html(card: pd.DataFrame, title: str = "losslab reproduction scorecard") -> s
 SECTION_OF = {"curve_barrier": "Curves", "ensemble_phi_0.3": "Curves", "toy_hyperplanes": "Toy wedge model",
               "connector_halves": "Connectors", "connector_low_loss": "Connectors",
               "short_directions_mid_path": "Connectors", "short_directions_with_m": "Connectors",
+              "mconnector_low_loss": "Connectors", "mconnector_centre_low_loss": "Connectors",
+              "short_directions_mid_path_matched": "Connectors", "short_directions_with_m_matched": "Connectors",
               "swa_high_lr": "SWA", **{c: "Tunnels" for c in TUNNEL_PARAMS.values()}}
 
 

@@ -17,6 +17,7 @@ rule connector:
         dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
         opt=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["opt"],
         segments=xcfg("connectors", "segments"),
+        variant=xcfg("connectors", "variant"),
     log:
         "logs/{dataset}/{model}/connectors/{connector}/connector.log",
     benchmark:
@@ -90,6 +91,7 @@ rule mconnector:
         dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
         opt=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["opt"],
         resolution=xcfg("connectors", "mconnector", "resolution"),
+        variant=xcfg("connectors", "variant"),
     log:
         "logs/{dataset}/{model}/mconnectors/{mconnector}/triangle.log",
     benchmark:
@@ -151,6 +153,54 @@ rule mconnector_centre:
         "../../environment.yml"
     script:
         "../scripts/mconnector_centre.py"
+
+
+rule connector_matched_control:
+    input:
+        code=lib("data", "models", "flat", "connectors", "hessian"),
+        nodes=rules.connector.output.nodes,
+        optima=lambda wc: CN.optima(PLAN, wc),
+    output:
+        table=out(CN.OUT["short_matched"]),
+    params:
+        dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
+        evaluation=xcfg("evaluation"),
+        short=xcfg("connectors", "short_directions"),
+    log:
+        "logs/{dataset}/{model}/connectors/{connector}/short_matched.log",
+    benchmark:
+        "logs/benchmarks/connector_matched_control/{dataset}/{model}/connectors/{connector}/short_matched.tsv"
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(runtime=30, mem_mb=4000),
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/connector_matched.py"
+
+
+rule mconnector_matched_control:
+    input:
+        code=lib("data", "models", "flat", "connectors", "hessian"),
+        centres=rules.mconnector_centre.output.centres,
+        optima=lambda wc: CN.stage(PLAN, wc.dataset, wc.model)["centre_optima"],
+    output:
+        table=out(CN.OUT["centre_matched"]),
+    params:
+        dataset=lambda wc: PLAN.experiment(wc.dataset, wc.model).dataset_cfg,
+        evaluation=xcfg("evaluation"),
+        short=xcfg("connectors", "short_directions"),
+    log:
+        "logs/{dataset}/{model}/mconnectors/{mconnector}/centre_matched.log",
+    benchmark:
+        "logs/benchmarks/mconnector_matched_control/{dataset}/{model}/mconnectors/{mconnector}/centre_matched.tsv"
+    threads: config["compute"]["threads"]
+    resources:
+        **gpu_resources(runtime=30, mem_mb=4000),
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/mconnector_matched.py"
 
 
 rule plot_connectors:

@@ -25,8 +25,9 @@ for n in p.centre_n:
         centre, status, flat = r.point, r.status, X[:n].mean(0)
     centres.append(centre.detach())
     rows = hessian.short_direction_rows(fm, centre[None], x, y, ds.task, sd, ev.bn_x)
+    seeds = "-".join(str(q.meta.get("seed")) for q in pts[:n])  # the optima, for the Bezier reference
     frames.append(rows.drop(columns="index").assign(n=n, status=status, centre_train_loss=float(full(centre).detach()),
-                                                    flat_centre_train_loss=float(full(flat).detach())))
+                                                    flat_centre_train_loss=float(full(flat).detach()), seeds=seeds))
     log.info("n=%d: centre loss %.4f (flat %.4f), short directions %s", n, frames[-1].centre_train_loss.iloc[0],
              frames[-1].flat_centre_train_loss.iloc[0], rows.groupby("start").short_count.first().tolist())
 io.write_parquet(pd.concat(frames, ignore_index=True).assign(dataset=ds.name, samples=x.shape[0],

@@ -21,6 +21,10 @@ for name, vecs in (("mconnector", connectors.triangle_surface(res, query)), ("fl
     frames.append(df.assign(surface=name))
 table = pd.concat(frames, ignore_index=True).assign(dataset=ds.name, model=pts[0].model_spec["name"],
                                                      resolution=res.resolution, eval_resolution=p.eval_resolution,
+                                                     seeds="-".join(str(q.meta.get("seed")) for q in pts),
+                                                     variant=nodes.get("variant", "paper"), d=nodes.get("dim", -1),
+                                                     subspace=nodes.get("subspace", "random"),
+                                                     steps_per_node=nodes.get("steps_per_node", -1),
                                                      **ev.sizes)
 io.write_parquet(table, snakemake.output.table)
 tr = table[table.split == "train"]

@@ -148,6 +148,16 @@ def plot_triangle(surface: pd.DataFrame, png, pdf=None) -> None:
         xy = w @ corners
         tri = mtri.Triangulation(xy[:, 0], xy[:, 1])
         cs = ax.tricontourf(tri, g["loss"].to_numpy(), levels=np.linspace(0, vmax, 21), cmap="viridis")
+        # the evaluated grid itself (the points the scorecard's mconnector_low_loss reads), coloured by loss
+        ax.scatter(xy[:, 0], xy[:, 1], c=g["loss"].to_numpy(), cmap="viridis", vmin=0, vmax=vmax, s=9,
+                   edgecolors="k", linewidths=0.25, zorder=3)
+        if name == "mconnector" and "resolution" in g:  # the optimised nodes: the grid of 1/resolution
+            r = int(g["resolution"].iloc[0])
+            nodes = np.array([(r - a - b, a, b) for a in range(r + 1) for b in range(r + 1 - a)], float) / r
+            nxy = nodes @ corners
+            ax.scatter(nxy[:, 0], nxy[:, 1], s=45, facecolors="none", edgecolors="r", linewidths=1.0, zorder=4,
+                       label="optimised nodes")
+            ax.legend(loc="upper right", fontsize=7, framealpha=0.6)
         for i, c in enumerate(corners):
             ax.annotate(f"optimum {i}", c, ha="center", va="top" if i < 2 else "bottom", fontsize=8,
                         xytext=(0, -4 if i < 2 else 4), textcoords="offset points")
@@ -156,7 +166,8 @@ def plot_triangle(surface: pd.DataFrame, png, pdf=None) -> None:
         ax.set_aspect("equal")
         ax.axis("off")
         title = {"flat": "flat simplex of the optima", "mconnector": "m-connector surface"}[name]
-        ax.set_title(f"{title}: max train loss {g['loss'].max():.3g}", fontsize=9)
+        ax.set_title(f"{title}\ntrain loss over {len(g)} grid points: 95th percentile "
+                     f"{g['loss'].quantile(0.95):.3g}, max {g['loss'].max():.3g}", fontsize=9)
         fig.colorbar(cs, ax=ax, shrink=0.8, label="train loss")
     fig.tight_layout()
     save(fig, png, pdf)

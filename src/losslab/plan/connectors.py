@@ -18,6 +18,8 @@ OUT = {
     "m_surface": MCON + "/surface.parquet",
     "centre": MCON + "/centre.parquet",
     "centres": MCON + "/centres.pt",
+    "short_matched": CON + "/short_matched.parquet",
+    "centre_matched": MCON + "/centre_matched.parquet",
     "fig": FIG,
 }
 FIGURES = ("connector_path", "connector_cosines", "connector_agreement", "connector_short_directions",
@@ -81,6 +83,7 @@ def plan_connectors(plan: Plan) -> None:
         plan.add_job("connector", k, nodes=plan.path(OUT["nodes"], **f), table=plan.path(OUT["table"], **f))
         plan.add_job("connector_path", k, path=plan.path(OUT["path"], **f), cosines=plan.path(OUT["cosines"], **f))
         plan.add_job("connector_short_directions", k, table=plan.path(OUT["short"], **f))
+        plan.add_job("connector_matched_control", k, table=plan.path(OUT["short_matched"], **f))
     m = dict(dataset=exp.dataset, model=exp.model, mconnector=tri_id)
     plan.add_job("mconnector", exp.key + (tri_id,), nodes=plan.path(OUT["m_nodes"], **m),
                  table=plan.path(OUT["m_table"], **m))
@@ -88,6 +91,7 @@ def plan_connectors(plan: Plan) -> None:
     cm = dict(dataset=exp.dataset, model=exp.model, mconnector=centre_id)
     plan.add_job("mconnector_centre", exp.key + (centre_id,), table=plan.path(OUT["centre"], **cm),
                  centres=plan.path(OUT["centres"], **cm))
+    plan.add_job("mconnector_matched_control", exp.key + (centre_id,), table=plan.path(OUT["centre_matched"], **cm))
     figs = {n: plan.path(OUT["fig"], dataset=exp.dataset, model=exp.model, name=n, ext="png") for n in FIGURES}
     plan.add_job("plot_connectors", exp.key, **figs,
                  pdfs=[plan.path(OUT["fig"], dataset=exp.dataset, model=exp.model, name=n, ext="pdf") for n in FIGURES])

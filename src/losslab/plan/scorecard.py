@@ -33,6 +33,9 @@ def tables(plan: Plan, key: tuple[str, str] | None = None) -> dict[str, tuple[li
         for name, key in (("cosines", "cosines"), ("connector_path", "path"), ("short", "short")):
             found[name] = connectors.connector_tables(plan, exp, key)
         found["centre"] = ([plan.path(connectors.OUT["centre"], mconnector=con["centre"], **ids)], [{}])
+        found["surface"] = ([plan.path(connectors.OUT["m_surface"], mconnector=con["mconnector"], **ids)], [{}])
+        found["short_matched"] = connectors.connector_tables(plan, exp, "short_matched")
+        found["centre_matched"] = ([plan.path(connectors.OUT["centre_matched"], mconnector=con["centre"], **ids)], [{}])
     if ("tunnel_summary",) + exp.key in plan.jobs:
         found["tunnel_widths"] = ([plan.path(tunnels.OUT["all_widths"], **ids)], [{}])
     if ("swa_summary",) + exp.key in plan.jobs:
