@@ -13,12 +13,12 @@ def plan_scorecard(plan: Plan) -> None:
                  landing=plan.path(OUT["landing"]))
 
 
-def tables(plan: Plan, key: tuple[str, str] | None = None) -> dict[str, tuple[list[str], list[dict]]]:
+def tables(plan: Plan, run: tuple[str, str] | None = None) -> dict[str, tuple[list[str], list[dict]]]:
     """Table name (``losslab.scorecard.TABLES``) -> (files, the columns naming each file's
-    replicate), for each stage of experiment ``key`` (default: the first) that runs."""
+    replicate), for each stage of experiment ``run`` (default: the first) that runs."""
     from . import connectors, curves, swa, tunnels, wedge
 
-    exp = plan.experiments[key or plan.main]
+    exp = plan.experiments[run or plan.main]
     ids = dict(dataset=exp.dataset, model=exp.model)
     found: dict = {}
     mine = [c for c in curves.experiment_curves(plan, exp.dataset, exp.model) if c["alignment"] == "none"]
