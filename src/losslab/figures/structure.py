@@ -139,11 +139,11 @@ def plot_short(short: pd.DataFrame, png, pdf=None) -> None:
 def plot_triangle(surface: pd.DataFrame, png, pdf=None) -> None:
     tr = surface[surface["split"] == "train"]
     names = [n for n in ("flat", "mconnector") if n in set(tr["surface"])]
-    vmax = float(tr["loss"].max())
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.2), squeeze=False)
     corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
     for ax, name in zip(axes[0], names):
         g = tr[tr["surface"] == name]
+        vmax = max(float(g["loss"].max()), 1e-12)  # each panel its own scale: a low surface stays readable
         w = g[["w0", "w1", "w2"]].to_numpy()
         xy = w @ corners
         tri = mtri.Triangulation(xy[:, 0], xy[:, 1])
