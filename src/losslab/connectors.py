@@ -239,6 +239,19 @@ class ConnectorResult:
     dim: int
 
 
+def _connector_setup(a, b, segments: int, subspace: str):
+    """The checked optima of a connector, the unit line direction (1 x D), D and the node t."""
+    a, b = check_optima([a, b], 2, "connector endpoints")
+    if segments < 2:
+        raise ValueError(f"segments = {segments}: a connector needs at least 2 segments (one interior node)")
+    if subspace not in ("shared", "per_point"):
+        raise ValueError(f"subspace = {subspace!r}; allowed: shared, per_point")
+    diff = b - a
+    if float(diff.norm()) == 0:
+        raise ValueError("the two optima are identical; there is nothing to connect")
+    return a, b, (diff / diff.norm())[None], a.numel(), torch.linspace(0, 1, segments + 1, dtype=a.dtype)
+
+
 def connector(loss_fn, a: torch.Tensor, b: torch.Tensor, segments: int, d: int | None, steps: int, lr: float,
               optimizer: str = "adam", subspace: str = "shared", seed: int = 0, memory_budget_mb: float = 2048,
               progress: bool = False) -> ConnectorResult:
@@ -248,18 +261,7 @@ def connector(loss_fn, a: torch.Tensor, b: torch.Tensor, segments: int, d: int |
     every node (so deviations at different nodes are comparable); ``per_point`` draws a fresh one
     at each node; ``d = None`` uses the whole normal hyperplane.
     """
-    pts = check_optima([a, b], 2, "connector endpoints")
-    a, b = pts
-    if segments < 2:
-        raise ValueError(f"segments = {segments}: a connector needs at least 2 segments (one interior node)")
-    if subspace not in ("shared", "per_point"):
-        raise ValueError(f"subspace = {subspace!r}; allowed: shared, per_point")
-    diff = b - a
-    if float(diff.norm()) == 0:
-        raise ValueError("the two optima are identical; there is nothing to connect")
-    U = (diff / diff.norm())[None]
-    D = a.numel()
-    t = torch.linspace(0, 1, segments + 1, dtype=a.dtype)
+    a, b, U, D, t = _connector_setup(a, b, segments, subspace)
     mk = lambda k: make_subspace(D, d, U, seed if subspace == "shared" else derive_seed(seed, "node", k),
                                  memory_budget_mb, a.device, a.dtype)
     shared = mk(0)
@@ -279,6 +281,18 @@ def connector(loss_fn, a: torch.Tensor, b: torch.Tensor, segments: int, d: int |
     final.append(lb)
     status.append("ok")
     return ConnectorResult(t, torch.stack(nodes), start, final, status, shared.kind, shared.dim)
+
+
+def load_hessian_inputs(paths, dataset_cfg: dict, evaluation: dict, short: dict, device="cpu"):
+    """What a short-direction job reads: :func:`load_network_optima` plus the evaluation subsets
+    and the fixed train subset of ``short["samples"]`` the Hessian is taken on ->
+    (ds, fm, X, pts, ev, x, y)."""
+    from . import data
+
+    ds, fm, X, pts = load_network_optima(paths, dataset_cfg, device)
+    ev = data.eval_from_config(ds, {"evaluation": evaluation}, device)
+    x, y = data.subset(ev.train_x, ev.train_y, short["samples"], short["seed"])
+    return ds, fm, X, pts, ev, x, y
 
 
 @torch.no_grad()
@@ -454,18 +468,7 @@ def sampled_connector(loss_fn, a: torch.Tensor, b: torch.Tensor, segments: int, 
     paper algorithm's at the same settings: ``steps`` per interior node, ``steps * (segments - 1)``
     in all.
     """
-    pts = check_optima([a, b], 2, "connector endpoints")
-    a, b = pts
-    if segments < 2:
-        raise ValueError(f"segments = {segments}: a connector needs at least 2 segments (one interior node)")
-    if subspace not in ("shared", "per_point"):
-        raise ValueError(f"subspace = {subspace!r}; allowed: shared, per_point")
-    diff = b - a
-    if float(diff.norm()) == 0:
-        raise ValueError("the two optima are identical; there is nothing to connect")
-    U = (diff / diff.norm())[None]
-    D = a.numel()
-    t = torch.linspace(0, 1, segments + 1, dtype=a.dtype)
+    a, b, U, D, t = _connector_setup(a, b, segments, subspace)
     subs = [make_subspace(D, d, U, seed if subspace == "shared" else derive_seed(seed, "node", k), memory_budget_mb,
                           a.device, a.dtype) for k in ([1] if subspace == "shared" else range(1, segments))]
     sub_of = (lambda k: subs[0]) if subspace == "shared" else (lambda k: subs[k - 1])

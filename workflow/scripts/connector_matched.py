@@ -3,16 +3,14 @@ line from optimum a toward b whose train loss equals that of the connector node 
 with its short directions counted by the same Lanczos settings."""
 import numpy as np
 
-from losslab import connectors, data, hessian, io
+from losslab import connectors, hessian, io
 from losslab.device import get_device, setup_job
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 p = snakemake.params
 sd = p.short
 device = get_device(snakemake.config["compute"]["device"])
-ds, fm, X, pts = connectors.load_network_optima(snakemake.input.optima, p.dataset, device)
-ev = data.eval_from_config(ds, {"evaluation": p.evaluation}, device)
-x, y = data.subset(ev.train_x, ev.train_y, sd["samples"], sd["seed"])
+ds, fm, X, pts, ev, x, y = connectors.load_hessian_inputs(snakemake.input.optima, p.dataset, p.evaluation, sd, device)
 nodes = io.load_tensors(snakemake.input.nodes, device)
 t = nodes["t"].cpu().numpy()
 k = int(np.abs(t - 0.5).argmin())

@@ -1,15 +1,13 @@
 """Short directions (converged Hessian eigenvalues above a threshold, by Lanczos from several
 starts) at each connector node."""
-from losslab import connectors, data, hessian, io
+from losslab import connectors, hessian, io
 from losslab.device import get_device, setup_job
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 p = snakemake.params
 sd = p.short
 device = get_device(snakemake.config["compute"]["device"])
-ds, fm, X, pts = connectors.load_network_optima(snakemake.input.optima, p.dataset, device)
-ev = data.eval_from_config(ds, {"evaluation": p.evaluation}, device)
-x, y = data.subset(ev.train_x, ev.train_y, sd["samples"], sd["seed"])
+ds, fm, X, pts, ev, x, y = connectors.load_hessian_inputs(snakemake.input.optima, p.dataset, p.evaluation, sd, device)
 nodes = io.load_tensors(snakemake.input.nodes, device)
 table = hessian.short_direction_rows(fm, nodes["points"], x, y, ds.task, sd, ev.bn_x, progress=True)
 table["t"] = nodes["t"].cpu().numpy()[table["index"].to_numpy()]

@@ -3,16 +3,14 @@ the centres are saved for the spectra stage."""
 import pandas as pd
 import torch
 
-from losslab import connectors, data, hessian, io
+from losslab import connectors, hessian, io
 from losslab.device import get_device, setup_job
 
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.config)
 p = snakemake.params
 o, sd = p.opt, p.short
 device = get_device(snakemake.config["compute"]["device"])
-ds, fm, X, pts = connectors.load_network_optima(snakemake.input.optima, p.dataset, device)
-ev = data.eval_from_config(ds, {"evaluation": p.evaluation}, device)
-x, y = data.subset(ev.train_x, ev.train_y, sd["samples"], sd["seed"])
+ds, fm, X, pts, ev, x, y = connectors.load_hessian_inputs(snakemake.input.optima, p.dataset, p.evaluation, sd, device)
 train_loss = connectors.NetworkLoss(fm, ds.train_x, ds.train_y, ds.task, o["batch_size"], o["seed"])
 full = connectors.NetworkLoss(fm, ds.train_x, ds.train_y, ds.task)
 frames, centres = [], []
