@@ -217,3 +217,19 @@ def test_two_experiments_run_end_to_end_into_their_folders_and_one_matrix(tmp_pa
     assert "mnist1d/cnn1d" in (res / "report_landing.rst").read_text()
     again = snakemake(tmp_path, "-n", configfile=cfg)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_claims_preset_dry_runs_four_experiments_through_every_stage(tmp_path):
+    from conftest import planned_jobs
+
+    proc = snakemake(tmp_path, "-n", configfile=REPO / "presets" / "claims.yaml")
+    jobs = planned_jobs(proc)
+    out = proc.stdout + proc.stderr
+    runs = ("digits/simplecnn", "digits/resnet20_bn", "digits/mlp", "mnist1d/cnn1d")
+    for run in runs:
+        for stage in ("endpoints", "curves", "connectors", "mconnectors", "tunnels", "swa", "align", "ensembles",
+                      "spectra", "planes"):
+            assert f"results/{run}/{stage}/" in out, (run, stage)
+    assert jobs["scorecard"] == 1 and jobs["wedge_hyperplanes"] == 1 and jobs["curve_predictions"] == 1
+    assert jobs["connector"] == 3 * len(runs) and jobs["swa_run"] == 3 * len(runs)
+    assert not (tmp_path / "data").exists()  # planning generates no data
