@@ -268,7 +268,7 @@ def connector(loss_fn, a: torch.Tensor, b: torch.Tensor, segments: int, d: int |
     nodes, start, final, status = [a], [float(loss_fn(a).detach())], [float(loss_fn(a).detach())], ["ok"]
     for k in progress_bar(range(1, segments), progress, desc="connector nodes"):
         sub = shared if subspace == "shared" else mk(k)
-        x0 = a + t[k] * diff
+        x0 = a + t[k] * (b - a)
         res = optimise_in_subspace(loss_fn, x0, sub, steps, lr, optimizer)
         log.info("node t=%.3f: loss %.4g -> %.4g (%s)", float(t[k]), res.start_loss, res.final_loss, res.status)
         nodes.append(res.point)
