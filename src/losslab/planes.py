@@ -162,6 +162,9 @@ def frame_epochs(n_epochs: int, max_frames: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n_epochs, min(max_frames, n_epochs + 1))).astype(int))
 
 
+TRACK_BYTES = 256 << 20  # memory for the curve points projected at once by curve_track
+
+
 def curve_track(plane: Plane, final, epochs=None, t_marks=(), n_t: int = 61, max_frames: int | None = None) -> pd.DataFrame:
     """phi(t) of the final curve and of the saved epochs projected onto ``plane``.
 
@@ -186,8 +189,14 @@ def curve_track(plane: Plane, final, epochs=None, t_marks=(), n_t: int = 61, max
         if control.shape[1] != plane.origin.numel():
             raise ArtifactError(f"curve {final if epoch < 0 else epochs} has {control.shape[1]} parameters, "
                                 f"the plane {plane.origin.numel()}")
-        phi = curves.point(kind, control.double(), torch.tensor(ts, dtype=torch.float64))
-        xy, res = plane.project(phi)
+        # phi(t) for a few t at a time: all t at once holds len(ts) x (bends + 2) copies of the
+        # network in float64 (over 20 GB for a ResNet-18)
+        control = control.double()
+        step = max(1, int(TRACK_BYTES // (8 * control.numel())))
+        parts = [plane.project(curves.point(kind, control, torch.tensor(ts[i:i + step], dtype=torch.float64)))
+                 for i in range(0, len(ts), step)]
+        xy = np.concatenate([np.asarray(p[0]) for p in parts])
+        res = np.concatenate([np.asarray(p[1]) for p in parts])
         rows.append(pd.DataFrame({"source": source, "epoch": epoch, "t": ts, "x": xy[:, 0], "y": xy[:, 1],
                                   "residual": res, "mark": [round(float(t), 9) in marks for t in ts]}))
     return pd.concat(rows, ignore_index=True).sort_values(["epoch", "t"], kind="stable").reset_index(drop=True)
