@@ -298,18 +298,3 @@ def test_docs_scorecard_is_a_rendering_of_a_card():
     counts = re.match(r"(\d+) holds, (\d+) does not hold, (\d+) inconclusive, (\d+) not run", block)
     assert counts and [int(c) for c in counts.groups()] == [verdicts.count(v) for v in sc.VERDICTS]
 
-
-def test_docs_claims_matrix_is_a_rendering_of_a_card_over_several_experiments():
-    text = (REPO / "docs" / "stages.md").read_text()
-    block = re.search(r"<!-- matrix: start -->\n(.*?)<!-- matrix: end -->", text, re.S).group(1)
-    lines = [l for l in block.splitlines() if l.startswith("| ")]
-    header = [c.strip().strip("`") for c in lines[0].strip("|").split("|")]
-    assert header[0] == "claim" and header[-1] == "summary" and "toy_wedge" in header and len(header) >= 6
-    rows = [[c.strip() for c in l.strip("|").split("|")] for l in lines[1:]]
-    assert [r[0].strip("`") for r in rows] == list(sc.CLAIMS)
-    for r in rows:
-        cells = [c for c in r[1:-1] if c]
-        scored = [c for c in cells if not c.startswith(sc.NOT_RUN)]
-        k = sum(c.startswith(sc.HOLDS + ":") for c in scored)
-        assert r[-1] == (f"holds in {k} of {len(scored)} experiment" + ("s" if len(scored) != 1 else "")
-                         if scored else "not run"), r
