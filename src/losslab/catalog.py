@@ -62,11 +62,10 @@ MODEL_OPTION_TYPES: dict[str, dict[str, dict]] = {
                     "attention": {"type": "string", "enum": ["mha", "manual"], "description": "nn.MultiheadAttention (default mha) or attention written from four Linear layers (manual)"}},
 }
 # built-in datasets: name -> (input shape, outputs, task, train size, test size); digits has 1797
-# samples split by dataset.test_fraction (test size None)
+# samples split by dataset.test_fraction (test size None); mnist1d's sizes follow its generator arguments
 BUILTIN_INFO = {
     "digits": ((1, 8, 8), 10, "classification", 1797, None),
     "regression1d": ((1,), 1, "regression", 120, 200),
-    "mnist1d": ((1, 40), 10, "classification", 4000, 1000),  # at the generator's standard arguments
     "cifar10": ((3, 32, 32), 10, "classification", 50000, 10000),
     "cifar100": ((3, 32, 32), 100, "classification", 50000, 10000),
     "mnist": ((1, 28, 28), 10, "classification", 60000, 10000),
@@ -94,8 +93,12 @@ def mnist1d_sizes(options: dict | None) -> tuple[int, int, int]:
     return n_train, n - n_train, a["final_seq_length"]
 
 
-def builtin_info(name: str, test_fraction: float) -> tuple:
-    """(in_shape, num_outputs, task, n_train, n_test) of a built-in dataset, without loading it."""
+def builtin_info(name: str, test_fraction: float, mnist1d: dict | None = None) -> tuple:
+    """(in_shape, num_outputs, task, n_train, n_test) of a built-in dataset, without loading it
+    (``mnist1d``: the generator arguments, which set its sizes)."""
+    if name == "mnist1d":
+        n_train, n_test, length = mnist1d_sizes(mnist1d)
+        return (1, length), 10, "classification", n_train, n_test
     in_shape, n_out, task, n_train, n_test = BUILTIN_INFO[name]
     if n_test is None:
         n_test = int(round(n_train * test_fraction))

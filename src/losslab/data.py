@@ -46,7 +46,7 @@ from . import catalog
 from .seeds import derive_seed
 from .catalog import DATASETS, EMBEDDED, TORCHVISION, DataMissingError, DatasetError  # noqa: F401 (re-exported)
 from .catalog import check_dataset as check_available  # noqa: F401 (re-exported)
-from .catalog import MNIST1D_ARGS, mnist1d_args, mnist1d_sizes  # noqa: F401 (re-exported)
+from .catalog import mnist1d_args
 
 TASKS = ("auto", "classification", "regression")
 FILE_SUFFIXES = (".npz", ".pt", ".parquet")
@@ -712,13 +712,9 @@ def dataset_info(dataset_cfg: dict, cache_dir: str | Path | None = None) -> Data
     :class:`losslab.catalog.InputNotFoundError`, naming the key and the file.
     """
     spec = DataSpec.of(dataset_cfg)
-    if spec.name == "mnist1d":
-        check_available(spec.name, spec.data_dir, spec.download)
-        n_train, n_test, length = mnist1d_sizes(spec.mnist1d)
-        return DatasetInfo((1, length), 10, "classification", n_train, n_test, spec.name)
     if spec.kind in ("embedded", "torchvision"):
         check_available(spec.name, spec.data_dir, spec.download)
-        return DatasetInfo(*catalog.builtin_info(spec.name, spec.test_fraction), spec.name)
+        return DatasetInfo(*catalog.builtin_info(spec.name, spec.test_fraction, spec.mnist1d), spec.name)
     if spec.kind == "function" or cache_dir is None:
         return _user_info(spec)
     path = _user_path(spec)

@@ -33,8 +33,6 @@ def build_plan(config: dict, cache_dir=None) -> Plan:
             sub = _build_one(cfg, cache_dir)
         except ConfigError as exc:
             raise PlanError(*[f"{where}: {line}" for line in experiments.error_lines(exc)]) from None
-        for exp in sub.experiments.values():
-            exp.entry = where
         subs.append((where, sub))
     return experiments.merge(config, subs)
 

@@ -68,7 +68,6 @@ class Experiment:
     info: dict | None = None      # dataset facts: in_shape, num_outputs, task, n_train, n_test
     networks: dict = field(default_factory=dict)   # setting name -> network facts (probe)
     config: dict | None = None    # the whole config its stages read (an `experiments:` entry's own)
-    entry: str = ""               # which `experiments:` entry made it (messages), "" for a single run
 
     @property
     def key(self) -> tuple[str, str]:

@@ -45,13 +45,9 @@ class Probe:
         """in_shape, num_outputs, task, n_train, n_test of a dataset section (files checked)."""
         name = cfg["name"]
         try:
-            if name == "mnist1d":
+            if catalog.dataset_kind(name) in ("embedded", "torchvision"):
                 catalog.check_dataset(name, cfg["data_dir"], cfg["download"])
-                n_train, n_test, length = catalog.mnist1d_sizes(cfg.get("mnist1d"))
-                info = ((1, length), 10, "classification", n_train, n_test)
-            elif catalog.dataset_kind(name) in ("embedded", "torchvision"):
-                catalog.check_dataset(name, cfg["data_dir"], cfg["download"])
-                info = catalog.builtin_info(name, cfg["test_fraction"])
+                info = catalog.builtin_info(name, cfg["test_fraction"], cfg.get("mnist1d"))
             else:
                 from ..data import dataset_info
 
