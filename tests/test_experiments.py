@@ -203,7 +203,7 @@ def test_two_experiments_run_end_to_end_into_their_folders_and_one_matrix(tmp_pa
     cfg.write_text(yaml.safe_dump(config(layer)))
     snakemake(tmp_path, configfile=cfg)
     res = tmp_path / "results"
-    along = {k: pd.read_parquet(next((res / k / "curves").glob("bezier1/default/*/along.parquet")))
+    along = {k: pd.read_parquet(res / k / "curves" / "bezier1/default/seed0-seed1/along.parquet")
              for k in ("digits/simplecnn", "mnist1d/cnn1d")}
     assert along["digits/simplecnn"]["t"].nunique() == 9 and along["mnist1d/cnn1d"]["t"].nunique() == 5
     assert (res / "regression1d" / "mlp").is_dir()
