@@ -21,6 +21,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (str(SRC), os.environ.ge
 
 from losslab.config import ConfigError, validate_config
 from losslab.plan import build_plan
+from losslab.scheduling import drop_default_rate_limit
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
@@ -34,6 +35,11 @@ except ConfigError as _err:
 # job renders workflow/report/workflow.rst with them), the plain description before.
 _LANDING = os.path.abspath(os.path.join(PLAN.res, "report_landing.rst"))
 report: _LANDING if os.path.exists(_LANDING) else "workflow/report/workflow.rst"
+
+# snakemake's default job rate limit (100/1s) re-arms a timer per scheduler pass; on runs of
+# hundreds of jobs its scheduler then takes about half a core from the jobs (losslab/scheduling.py).
+onstart:
+    drop_default_rate_limit(workflow)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/endpoints.smk"

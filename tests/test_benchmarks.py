@@ -63,3 +63,15 @@ def test_job_times_sums_a_run_by_rule_and_by_experiment(tmp_path):
     assert by_exp.loc["mnist1d/cnn1d", "total_s"] == 8.0 and by_exp.loc["mnist1d/cnn1d", "jobs"] == 2
     assert set(by_exp.index) == {"digits/mlp", "mnist1d/cnn1d", "toy_wedge", "shared"}
     assert jt.by_rule(jobs).loc["train_endpoint", "total_s"] == 5.0
+
+
+def test_scheduler_overhead_runs_both_ways_and_the_hook_schedules_once_per_job(tmp_path):
+    cmd = [sys.executable, str(REPO / "benchmarks" / "scheduler_overhead.py"), "--jobs", "4", "--seconds", "0.2",
+           "--cores", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = {line[:28].strip(): line[28:].split() for line in proc.stdout.splitlines()
+            if line.startswith(("snakemake default", "losslab hook"))}
+    assert set(rows) == {"snakemake default (100/1s)", "losslab hook"}
+    assert int(rows["losslab hook"][2]) <= 5  # one scheduler pass per job, and the first
+    assert "ratio of snakemake CPU time (default / hook)" in proc.stdout
