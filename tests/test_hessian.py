@@ -88,6 +88,23 @@ def test_short_count_is_converged_raised_past_top_k_and_flags_saturation(mlp):
     assert not early.converged and early.count <= early.n_converged < 30
 
 
+def test_a_count_at_the_cap_is_decided_by_interlacing_before_its_values_converge(mlp):
+    f, w, exact = mlp
+    hvp, n = hessian.hvp_fn(f, w), w.numel()
+    thr = float(exact[150])  # 150 eigenvalues above it, far more than the cap of 20
+    tol = 1e-10
+    c = hessian.short_directions(hvp, n, thr, top_k=10, min_steps=20, tol=tol, max_top_k=20, max_steps=400,
+                                 starts=1, seed=2, dtype=torch.float64)[0]
+    assert (c.count, c.k, c.saturated, c.converged) == (20, 20, True, True)
+    assert bool((c.kept.values > thr).all())
+    assert c.n_converged < 20  # decided with unconverged values: each is a lower bound of its eigenvalue
+    assert bool((c.kept.values <= exact[:20] + 1e-8).all())
+    # waiting for the 20 values to converge, as before, takes more Lanczos steps
+    slow = hessian.top_eigenvalues_converged(hvp, n, 20, tol=tol, max_steps=400, starts=1, seed=2, min_steps=20,
+                                             dtype=torch.float64)[0]
+    assert bool(slow.converged(tol)[:20].all()) and slow.steps > c.ritz.steps
+
+
 def test_batchnorm_statistics_are_recomputed_at_the_point_and_held_fixed():
     fm, w, x, y, bn_x = _mlp(batchnorm=True)
     f = hessian.point_loss(fm, w, x, y, "classification", bn_x)
@@ -120,5 +137,5 @@ def test_spectra_tables_are_long_and_compute_equal_points_once():
     a, b = c[(c.path == "curve") & (c.t == 0.0)], c[c.path == "line"]
     assert a.drop(columns=["path"]).reset_index(drop=True).equals(b.drop(columns=["path"]).reset_index(drop=True))
     per = e.groupby(["path", "t", "start"]).short.sum().rename("n").reset_index().merge(c)
-    assert (per.n == per.short_count).all()  # the count is of the listed converged values
+    assert (per.n == per.short_count).all()  # the count is of the listed values it counts
     assert len(d) == 3 * 50 and d.groupby(["path", "t"]).eigenvalue.apply(tuple).nunique() == 1  # one grid

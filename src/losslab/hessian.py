@@ -14,12 +14,13 @@ magnitude. :func:`top_eigenvalues_converged` runs until the ``k`` largest Ritz v
 start are converged (or ``max_steps``).
 
 **Short directions** (:func:`short_directions`): the number of Hessian eigenvalues above
-``threshold``, counted from converged Ritz values only. When every kept value is above the
-threshold (the count could reach the cap ``k``), ``k`` is doubled and Lanczos continues, up to
-``max_top_k``; a count still at the cap is reported ``saturated``, a count resting on an
-unconverged value, or whose first value below the threshold is not clear of it by its residual,
-is reported not ``converged`` (a lower bound: Ritz values never exceed the eigenvalues of their
-rank). Each start is one replicate.
+``threshold``, counted from converged Ritz values only. When every kept Ritz value is above the
+threshold, converged or not, at least ``k`` eigenvalues are (Ritz values never exceed the
+eigenvalues of their rank), so ``k`` is doubled at once and Lanczos continues, up to ``max_top_k``;
+a count at the cap is reported ``saturated`` (a lower bound, decided without waiting for the values
+to converge). A count resting on an unconverged value, or whose first value below the threshold is
+not clear of it by its residual, is reported not ``converged`` (a lower bound too). Each start is
+one replicate.
 
 **Trace** (:func:`hutchinson`): ``tr H = E[z^T H z]`` over Rademacher probes ``z``, with its
 standard error over the probes. **Density** (:func:`slq_density`): each start ``v`` gives the
@@ -230,7 +231,7 @@ class ShortCount:
     """Short directions from one Lanczos start."""
 
     start: int
-    count: int              # converged Ritz values above the threshold
+    count: int              # converged Ritz values above the threshold (k when all k kept are above it)
     n_converged: int        # converged among the k kept
     converged: bool         # every kept value above the threshold converged, the first below it clear of it
     saturated: bool         # every kept value is above the threshold at the final k (a lower bound)
@@ -249,13 +250,20 @@ def _decide(r: Ritz, k: int, threshold: float, tol: float) -> tuple[int, int, bo
     Ritz values are lower bounds of the eigenvalues of the same rank (Cauchy interlacing), so a
     value above the threshold is an eigenvalue above it; the count is decided when every kept
     value above the threshold is converged and the first one below it is converged with its
-    residual clear of the threshold (``theta + residual <= threshold``: its eigenvalue is below)."""
+    residual clear of the threshold (``theta + residual <= threshold``: its eigenvalue is below).
+    When all ``k`` kept values are above the threshold the count is at least ``k`` whether they
+    have converged or not: it is returned as ``k``, decided, and full (the caller raises ``k``,
+    or reports the count saturated at the cap)."""
     k = min(k, r.values.numel())
     vals, res, conv = r.values[:k], r.residuals[:k], r.converged(tol)[:k]
     above = vals > threshold
     n_above = int(above.sum())
     exact = r.steps >= 1 and float(r.residuals.max()) == 0.0  # invariant subspace: every Ritz value exact
     full = n_above == k and not exact
+    if full:
+        # k Ritz values above the threshold certify k eigenvalues above it, converged or not: the
+        # count is at least k (decided as a lower bound, reported saturated at the cap)
+        return k, int(conv.sum()), True, True
     decided = bool(conv[:n_above].all())
     if n_above < k:
         decided &= bool(conv[n_above]) and float(vals[n_above] + res[n_above]) <= threshold
@@ -270,9 +278,10 @@ def short_directions(matvec, dim: int, threshold: float, top_k: int = 30, min_st
     Lanczos runs ``min_steps`` steps, then ``check_every`` more at a time until, for every start,
     the count is decided by converged values: the kept Ritz values above ``threshold`` have
     residuals ``<= tol * |theta_1|``, and so has the first one below it, whose residual must also
-    clear the threshold (see :func:`_decide`). While every kept value of some start
-    is converged and above the threshold, ``k`` doubles (up to ``max_top_k``). ``max_steps`` bounds
-    the Krylov dimension."""
+    clear the threshold (see :func:`_decide`). As soon as every kept value of some start is above
+    the threshold (converged or not: Ritz values bound the eigenvalues of their rank from below),
+    ``k`` doubles (up to ``max_top_k``); at the cap such a start is decided, saturated.
+    ``max_steps`` bounds the Krylov dimension."""
     k = min(top_k, dim)
     cap = min(max(max_top_k, top_k), dim)
     max_steps = min(max(max_steps, min_steps, k), dim)
@@ -282,7 +291,7 @@ def short_directions(matvec, dim: int, threshold: float, top_k: int = 30, min_st
         rs = [L.ritz(b) for b in range(starts)]
         dec = [_decide(r, k, threshold, tol) for r in rs]
         stuck = L.steps >= max_steps or not bool(L.active.any())
-        if any(d[2] and d[3] for d in dec) and k < cap and not stuck:
+        if any(d[3] for d in dec) and k < cap and not stuck:
             k = min(2 * k, cap)  # the count could reach the cap: raise it
             L.run(max(0, k - L.steps))
             continue
@@ -374,7 +383,8 @@ def spectrum(loss_fn, x: torch.Tensor, threshold: float, top_k: int, min_steps: 
 
 
 def eigenvalue_rows(sp: Spectrum, threshold: float, tol: float) -> list[dict]:
-    """One row per (start, rank) of the kept Ritz values."""
+    """One row per (start, rank) of the kept Ritz values; ``short`` marks the values the count
+    counts (converged and above the threshold, or any of a saturated start's, all above it)."""
     rows = []
     for c in sp.counts:
         r = c.kept
@@ -382,7 +392,8 @@ def eigenvalue_rows(sp: Spectrum, threshold: float, tol: float) -> list[dict]:
         for i in range(c.k):
             v = float(r.values[i])
             rows.append({"start": c.start, "rank": i, "eigenvalue": v, "residual": float(r.residuals[i]),
-                         "eigenvalue_converged": bool(conv[i]), "short": bool(conv[i]) and v > threshold})
+                         "eigenvalue_converged": bool(conv[i]),
+                         "short": (bool(conv[i]) or c.saturated) and v > threshold})
     return rows
 
 
