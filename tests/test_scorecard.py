@@ -298,3 +298,25 @@ def test_docs_scorecard_is_a_rendering_of_a_card():
     counts = re.match(r"(\d+) holds, (\d+) does not hold, (\d+) inconclusive, (\d+) not run", block)
     assert counts and [int(c) for c in counts.groups()] == [verdicts.count(v) for v in sc.VERDICTS]
 
+
+
+def test_docs_claims_matrix_is_a_rendering_of_a_card_over_several_experiments():
+    text = (REPO / "docs" / "stages.md").read_text()
+    block = re.search(r"<!-- matrix: start -->\n(.*?)<!-- matrix: end -->", text, re.S)
+    assert block, "docs/stages.md has no claims matrix: run presets/claims.yaml and render it with --matrix"
+    block = block.group(1)
+    head = re.search(r"^\| claim \|(.*)\| summary \|$", block, re.M)
+    exps = re.findall(r"`([^`]+)`", head.group(1))
+    assert len(exps) >= 5 and "toy_wedge" in exps          # four experiments and the shared toy column
+    rows = re.findall(r"^\| `([^`]+)` \|(.*)\|$", block, re.M)
+    assert [c for c, _ in rows] == list(sc.CLAIMS)
+    for claim, rest in rows:
+        cells = [c.strip() for c in rest.split("|")]
+        assert len(cells) == len(exps) + 1
+        scored = [c for c in cells[:-1] if c and not c.startswith(sc.NOT_RUN)]
+        assert all(c.split(":")[0] in sc.VERDICTS for c in scored), claim
+        k = sum(c.startswith(sc.HOLDS + ":") for c in scored)
+        assert cells[-1] == f"holds in {k} of {len(scored)} experiment" + ("" if len(scored) == 1 else "s"), claim
+    counts = re.match(r"(\d+) holds, (\d+) does not hold, (\d+) inconclusive, (\d+) not run", block)
+    cells = [c.strip() for _, rest in rows for c in rest.split("|")[:-1] if c.strip()]
+    assert counts and [int(n) for n in counts.groups()] == [sum(c.startswith(v + ":") for c in cells) for v in sc.VERDICTS]
