@@ -2,7 +2,6 @@
 and with it gone a real snakemake run wakes its scheduler about once per job."""
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
@@ -10,6 +9,9 @@ from snakemake.settings.types import MaxJobsPerTimespan
 
 from conftest import REPO
 from losslab.scheduling import drop_default_rate_limit
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import scheduler_overhead as so  # noqa: E402
 
 
 class _Limiter:
@@ -41,18 +43,11 @@ def test_the_workflow_calls_the_hook_once_the_scheduler_exists():
 
 @pytest.mark.parametrize("hook", [True, False])
 def test_a_real_run_without_the_default_limit_wakes_the_scheduler_about_once_per_job(tmp_path, hook):
+    # the workflow and runner of benchmarks/scheduler_overhead.py, on five jobs of 1.2 s
     jobs = 5
-    (tmp_path / "Snakefile").write_text(
-        f"import sys\nsys.path.insert(0, {str(REPO / 'src')!r})\n"
-        "from losslab.scheduling import drop_default_rate_limit\n"
-        f"{'onstart:' if hook else 'if False:'}\n    drop_default_rate_limit(workflow)\n"
-        f"rule all:\n    input: expand('out/{{i}}.txt', i=range({jobs}))\n"
-        "rule job:\n    output: 'out/{i}.txt'\n    shell: 'sleep 1.2 && touch {output}'\n")
-    p = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--verbose", "--nolock"],
-                       cwd=tmp_path, capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr[-2000:]
-    log = p.stdout + p.stderr
-    passes = log.count("Resources before job selection")
+    (tmp_path / "Snakefile").write_text(so.SNAKEFILE.format(src=str(REPO / "src"), jobs=jobs, seconds=1.2))
+    passes = so.run(tmp_path, hook, cores=1)["passes"]
+    log = (tmp_path / f"snakemake-{'hook' if hook else 'default'}.log").read_text()
     assert "Submitting maximum 100 job(s) over 1.0 second(s)" in log  # snakemake's default, then dropped by the hook
     if hook:
         # one pass per finished job (and the first): nothing else wakes the scheduler
